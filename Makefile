@@ -1,0 +1,71 @@
+# Two commands for a newcomer: `make book` and `make test`. Both create .venv when it is missing and
+# (re)install the project into it only when pyproject.toml changed, so they are safe to rerun.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch keeps CI and laptops light; on a GPU machine override it, e.g.
+# `make test TORCH_SPEC=torch` (pip then picks the CUDA build that matches the platform).
+TORCH_SPEC ?= torch==2.13.0
+# Scale of the notebooks: ci (seconds), book (the rendered book, minutes), full (the papers' settings, GPU).
+EBMLIB_SCALE ?= book
+export EBMLIB_SCALE
+
+STAMP := $(VENV)/.installed
+
+.PHONY: help install book book-fresh test test-unit test-notebooks sync lint clean
+
+help:
+	@echo "make book        execute the notebooks (cached) and build the HTML into _build/html"
+	@echo "make book-fresh  the same, re-executing every notebook (after changing ebmlib)"
+	@echo "make test        unit tests + notebooks at ci scale + pairing check + book build with -W"
+	@echo "make sync        re-pair notebooks/*.md with notebooks/*.ipynb (jupytext --sync)"
+	@echo "make clean       remove builds, caches and executed notebooks"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[book,test]"
+	touch $@
+
+install: $(STAMP)
+
+# jupyter-cache keys on code cells only: a change of scale must not reuse another scale's outputs.
+book: $(STAMP)
+	@start=$$(date +%s); \
+	mkdir -p _build; \
+	if [ "$$(cat _build/.scale 2>/dev/null)" != "$(EBMLIB_SCALE)" ]; then rm -rf _build/.jupyter_cache; fi; \
+	echo "$(EBMLIB_SCALE)" > _build/.scale; \
+	$(BIN)/jupyter-book build . --builder html -n -W --keep-going; \
+	echo "Book built in $$(( $$(date +%s) - start )) s (EBMLIB_SCALE=$(EBMLIB_SCALE)): open _build/html/index.html"
+
+book-fresh: $(STAMP)
+	rm -rf _build/.jupyter_cache
+	$(MAKE) book
+
+# One pytest run: unit tests; every chapter executed by papermill at `ci` scale and the book built from the
+# executed copies with -W (tests/test_notebooks.py); and the primer run by nbval exactly as a Jupyter user
+# runs it (SCALE read from the environment, no papermill injection).
+test: $(STAMP)
+	@start=$$(date +%s); \
+	EBMLIB_SCALE=ci $(BIN)/python -m pytest tests notebooks/00_primer.ipynb --nbval-lax --nbval-current-env; \
+	echo "make test passed in $$(( $$(date +%s) - start )) s"
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests -m "not notebooks"
+
+test-notebooks: $(STAMP)
+	EBMLIB_SCALE=ci $(BIN)/python -m pytest tests -m notebooks
+
+sync: $(STAMP)
+	$(BIN)/jupytext --sync notebooks/*.md
+
+clean:
+	rm -rf _build .pytest_cache .hypothesis .ruff_cache build *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf

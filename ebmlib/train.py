@@ -1,0 +1,177 @@
+"""A generic training loop for energy-based models, with EMA, progress bar and checkpoints.
+
+The loop knows nothing about a particular objective: it takes ``loss_fn(model, batch)`` (for instance a
+:class:`~ebmlib.losses.PersistentContrastiveDivergence`, which owns its sampler and replay buffer) and a
+``next_batch()`` function that supplies data.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from ebmlib.utils import check_int, check_positive, check_probability, check_tensor
+
+LossFn = Callable[[nn.Module, Tensor], "Tensor | tuple[Tensor, dict[str, Tensor]]"]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` returns.
+
+    Attributes
+    ----------
+    history
+        ``history["iteration"]`` and, at the same positions, ``history["loss"]`` and every diagnostic the loss
+        returned, recorded every ``log_every`` iterations.
+    seconds
+        Wall-clock training time.
+    ema
+        The exponential moving average of the parameters (``ema.module`` is a model), or ``None``.
+    """
+
+    history: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+    ema: AveragedModel | None = None
+
+
+def tensor_batches(
+    data: Tensor, batch_size: int, *, generator: torch.Generator | None = None
+) -> Callable[[], Tensor]:
+    """Return ``next_batch()`` drawing minibatches of ``data`` (shape ``(N, *event)``) epoch by epoch.
+
+    Each epoch visits a fresh random permutation; the indices are drawn on the data's device.
+    """
+    check_tensor(data, "data", min_ndim=1)
+    check_int(batch_size, "batch_size", minimum=1)
+    if batch_size > data.shape[0]:
+        raise ValueError(f"batch_size must be <= len(data)={data.shape[0]}, got {batch_size}")
+    order: list[Tensor] = []
+
+    def next_batch() -> Tensor:
+        if not order:
+            perm = torch.randperm(data.shape[0], generator=generator).to(data.device)
+            order.extend(perm.split(batch_size)[: data.shape[0] // batch_size])
+        return data[order.pop(0)]
+
+    return next_batch
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: LossFn,
+    next_batch: Callable[[], Tensor],
+    *,
+    n_iters: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr: float = 1e-3,
+    ema_decay: float | None = None,
+    grad_clip: float | None = None,
+    log_every: int = 10,
+    callback: Callable[[int, nn.Module], None] | None = None,
+    progress: bool = True,
+    desc: str = "training",
+) -> TrainResult:
+    """Minimise ``loss_fn(model, next_batch())`` for ``n_iters`` iterations.
+
+    Parameters
+    ----------
+    model
+        The energy network.
+    loss_fn
+        ``loss_fn(model, batch)`` returning a scalar loss, or ``(loss, logs)`` with a dict of scalar
+        diagnostics.
+    next_batch
+        Called once per iteration for a data batch (see :func:`tensor_batches`).
+    n_iters
+        Number of optimiser steps.
+    optimizer
+        Defaults to Adam on ``model.parameters()`` with learning rate ``lr``.
+    ema_decay
+        If given, keep an exponential moving average :math:`\\bar\\theta \\leftarrow d\\,\\bar\\theta +
+        (1-d)\\,\\theta` of the parameters (``torch.optim.swa_utils.AveragedModel``).
+    grad_clip
+        Clip the global gradient norm to this value.
+    log_every
+        Record the loss and diagnostics every this many iterations (each record reads values back from the
+        device once, so it is not done every step); a non-finite loss raises ``RuntimeError`` there.
+    callback
+        ``callback(iteration, model)`` after every optimiser step, e.g. to snapshot densities.
+    progress
+        Show a tqdm progress bar.
+    desc
+        Label of the progress bar.
+    """
+    check_int(n_iters, "n_iters", minimum=1)
+    check_int(log_every, "log_every", minimum=1)
+    if grad_clip is not None:
+        check_positive(grad_clip, "grad_clip")
+    if optimizer is None:
+        optimizer = torch.optim.Adam(model.parameters(), lr=check_positive(lr, "lr"))
+    ema = None
+    if ema_decay is not None:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(check_probability(ema_decay, "ema_decay")))
+
+    result = TrainResult(ema=ema)
+    start = time.perf_counter()
+    bar = tqdm(range(1, n_iters + 1), desc=desc, disable=not progress, mininterval=1.0)
+    for iteration in bar:
+        out = loss_fn(model, next_batch())
+        loss, logs = out if isinstance(out, tuple) else (out, {})
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        if iteration % log_every == 0 or iteration == n_iters:
+            _record(result.history, iteration, loss, logs)
+            bar.set_postfix(loss=f"{result.history['loss'][-1]:.4g}", refresh=False)
+        if callback is not None:
+            callback(iteration, model)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _record(history: dict[str, list[float]], iteration: int, loss: Tensor, logs: dict[str, Tensor]) -> None:
+    values = {"loss": float(loss.detach()), **{k: float(v) for k, v in logs.items()}}
+    if not math.isfinite(values["loss"]):
+        raise RuntimeError(f"the loss became {values['loss']} at iteration {iteration}")
+    history.setdefault("iteration", []).append(float(iteration))
+    for key, value in values.items():
+        history.setdefault(key, []).append(value)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, **extra: Any) -> None:
+    """Save the model (and optimiser) state and plain-Python ``extra`` values (numbers, strings, lists)."""
+    state = {"model": model.state_dict(), "extra": extra}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+
+
+def load_checkpoint(
+    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, map_location: Any = None
+) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` into ``model`` (and ``optimizer``).
+
+    Loads with ``weights_only=True``, so a checkpoint cannot execute code. Returns the ``extra`` values.
+    """
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    model.load_state_dict(state["model"])
+    if optimizer is not None:
+        if "optimizer" not in state:
+            raise ValueError(f"optimizer given but the checkpoint {path} holds no optimizer state")
+        optimizer.load_state_dict(state["optimizer"])
+    return state["extra"]

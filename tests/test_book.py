@@ -1,0 +1,69 @@
+"""Static checks of the book: notebook pairing and structure, table of contents, one repository URL."""
+
+import re
+
+import jupytext
+import pytest
+import yaml
+
+from notebook_utils import CONFIG, NOTEBOOKS, REPO_URL, ROOT, colab_url
+
+IDS = [nb.stem for nb in NOTEBOOKS]
+
+
+def _cells(notebook):
+    return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", ()))) for c in notebook.cells]
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no chapter notebooks found in notebooks/"
+
+
+@pytest.mark.parametrize("md", NOTEBOOKS, ids=IDS)
+def test_pair_is_in_sync_and_output_free(md):
+    ipynb = md.with_suffix(".ipynb")
+    assert ipynb.exists(), f"{ipynb.name} is missing: run `make sync`"
+    paired = jupytext.read(ipynb)
+    assert _cells(jupytext.read(md)) == _cells(paired), f"{md.name} and {ipynb.name} differ: run `make sync`"
+    for cell in paired.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{ipynb.name} has outputs committed"
+
+
+@pytest.mark.parametrize("md", NOTEBOOKS, ids=IDS)
+def test_chapter_structure(md):
+    cells = jupytext.read(md).cells
+    code = [c for c in cells if c.cell_type == "code"]
+    assert colab_url(md) in cells[0].source, "the first cell must carry the Open-in-Colab badge"
+    assert '"google.colab" in sys.modules' in code[0].source and REPO_URL in code[0].source, (
+        "the first code cell must install ebmlib from the repository, on Colab only"
+    )
+    parameters = [c for c in code if "parameters" in c.metadata.get("tags", ())]
+    assert len(parameters) == 1, "exactly one code cell must be tagged `parameters`"
+    assert 'SCALE = os.environ.get("EBMLIB_SCALE", "book")' in parameters[0].source
+    assert re.search(r"^assert ", code[-1].source, re.MULTILINE), "the last code cell must be the checks cell"
+    for previous, cell in zip(cells, cells[1:]):
+        if cell.cell_type == "code":
+            assert previous.cell_type == "markdown", (
+                f"code cell without a sentence before it:\n{cell.source[:200]}"
+            )
+
+
+def test_toc_lists_every_chapter_and_only_existing_files():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [ch["file"] for part in toc["parts"] for ch in part["chapters"]]
+    for entry in files:
+        assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), entry
+    for md in NOTEBOOKS:
+        assert f"notebooks/{md.stem}" in files, f"{md.name} is not in _toc.yml"
+
+
+def test_repository_url_is_used_consistently():
+    readme = (ROOT / "README.md").read_text()
+    for md in NOTEBOOKS:
+        assert colab_url(md) in readme, f"README lacks the Colab badge of {md.name}"
+    urls = set(
+        re.findall(r"https://github\.com/[\w.-]+/[\w.-]+", readme + (ROOT / "book/setup.md").read_text())
+    )
+    assert urls == {REPO_URL}, f"repository URLs differ from _config.yml's {REPO_URL}: {urls}"
+    assert CONFIG["execute"]["timeout"] >= 600, "training cells need a generous per-cell timeout"

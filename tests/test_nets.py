@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from ebmlib.nets import MLP, MLPEnergy, Swish, count_parameters, make_activation
+
+
+def test_mlp_energy_maps_batches_to_scalars_and_flattens_events():
+    energy = MLPEnergy(in_dim=12, hidden=16, depth=2)
+    assert energy(torch.randn(5, 12)).shape == (5,)
+    assert energy(torch.randn(5, 3, 4)).shape == (5,)
+    assert energy(torch.randint(0, 2, (5, 12))).shape == (5,)  # discrete states are cast
+
+
+def test_mlp_energy_rejects_wrong_width():
+    with pytest.raises(ValueError, match="x must have 12 features"):
+        MLPEnergy(in_dim=12)(torch.randn(5, 13))
+
+
+def test_mlp_layer_structure_and_parameter_count():
+    mlp = MLP(3, 2, [4, 5], activation="elu")
+    linear_params = (3 * 4 + 4) + (4 * 5 + 5) + (5 * 2 + 2)
+    assert count_parameters(mlp) == linear_params
+    assert count_parameters(MLP(3, 2, [4, 5], activation="swish")) == linear_params + 2  # one β per layer
+
+
+def test_swish_matches_its_formula_and_learns_beta():
+    act = Swish()
+    x = torch.linspace(-3, 3, 7)
+    torch.testing.assert_close(act(x), x * torch.sigmoid(x))
+    act(x).sum().backward()
+    assert act.beta.grad is not None and act.beta.grad.abs() > 0
+    assert Swish(learnable_beta=False).beta is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [dict(in_dim=0), dict(in_dim=2, hidden=0), dict(in_dim=2, depth=-1), dict(in_dim=2, activation="gelu")],
+)
+def test_bad_configuration_raises(bad):
+    with pytest.raises(ValueError):
+        MLPEnergy(**bad)
+
+
+def test_make_activation_returns_fresh_modules():
+    assert make_activation("swish") is not make_activation("swish")
+
+
+def test_float64_energy_works_after_conversion():
+    energy = MLPEnergy(in_dim=2, hidden=8, depth=1).double()
+    assert energy(torch.randn(3, 2, dtype=torch.float64)).dtype == torch.float64

@@ -1,0 +1,52 @@
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from ebmlib import plotting
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_density_and_sample_panels_draw_and_return_the_figure():
+    plotting.set_style()
+    fig, axes = plt.subplots(1, 3)
+    energy = lambda x: 0.5 * x.pow(2).sum(-1)  # noqa: E731
+    assert plotting.plot_energy_density(axes[0], energy, lim=3, n=50, title="density", colorbar=True) is fig
+    assert plotting.plot_samples(axes[1], torch.randn(500, 2), lim=3, title="hist") is fig
+    assert plotting.plot_samples(axes[2], torch.randn(500, 2), kind="scatter") is fig
+    image = axes[0].images[0].get_array()
+    assert image.shape == (50, 50)
+    assert image.max() == image[24:26, 24:26].max()  # the mode of the Gaussian is in the centre
+    assert axes[0].get_title() == "density"
+
+
+def test_plot_history_and_bad_arguments():
+    fig, ax = plt.subplots()
+    history = {"iteration": [1, 2, 3], "loss": [3.0, 2.0, 1.0]}
+    assert plotting.plot_history(ax, history, ["loss"], title="loss") is fig
+    with pytest.raises(ValueError, match="keys"):
+        plotting.plot_history(ax, history, ["energy"])
+    with pytest.raises(ValueError, match="kind"):
+        plotting.plot_samples(ax, torch.randn(10, 2), kind="kde")
+    with pytest.raises(ValueError, match="x"):
+        plotting.plot_samples(ax, torch.randn(10, 3))
+
+
+def test_paper_vs_ours_table():
+    table = plotting.paper_vs_ours(
+        [
+            {"experiment": "toy", "metric": "KL", "paper": None, "ours": 0.123456},
+            {"experiment": "toy", "metric": "MMD", "paper": 1.2e-4, "ours": torch.tensor(3.0)},
+        ],
+        scale="ci",
+        hardware="CPU",
+    )
+    assert list(table.columns) == ["experiment", "metric", "paper", "this book", "scale", "hardware"]
+    assert table["paper"].tolist() == ["—", "0.00012"]
+    assert table["this book"].tolist() == ["0.1235", "3"]
+    with pytest.raises(ValueError, match="rows"):
+        plotting.paper_vs_ours([{"experiment": "toy"}], scale="ci", hardware="CPU")
