@@ -6,7 +6,7 @@ autograd graph from the caller, and return detached tensors.
 
 Binary states ``x ∈ {0, 1}^{B×d}`` are stored as floating-point tensors so that ``∇_x E`` exists for the
 gradient-informed samplers. The building blocks :func:`flip_bits` and :func:`flip_log_proposal` are public
-because ratio matching (RMwGGIS) and the tests reuse them; :func:`_metropolis_hastings` is the accept/reject
+because ratio matching (RMwGGIS) and the tests reuse them; ``_metropolis_hastings`` is the accept/reject
 step that later Metropolis-adjusted samplers (MALA, categorical Gibbs-with-Gradients) share.
 """
 

@@ -11,14 +11,12 @@ import math
 import os
 import random
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import psutil
 import torch
 from torch import Tensor
 
@@ -206,10 +204,10 @@ class Measurement:
     seconds
         Median wall-clock seconds per call.
     peak_bytes
-        Peak memory above the level before the call. On CUDA: ``torch.cuda.max_memory_allocated``
-        (exact, tensors only). On CPU: peak resident set size sampled every ``poll_interval`` seconds by a
-        background thread (approximate: it includes allocator caching and misses spikes shorter than the
-        polling interval).
+        Peak of the memory held by tensors during one call, above the level before the call. On CUDA this is
+        ``torch.cuda.max_memory_allocated``; on the CPU it is replayed from the allocation events that
+        ``torch.profiler`` records with ``profile_memory=True``. Both count tensor storage only (no
+        allocator caching, no Python objects), so CPU and GPU numbers are comparable.
     device
         The device that was measured.
     """
@@ -219,37 +217,29 @@ class Measurement:
     device: str
 
 
-class _RssPoller:
-    """Background thread that records the peak resident set size of this process."""
-
-    def __init__(self, interval: float) -> None:
-        self._process = psutil.Process()
-        self._interval = interval
-        self._stop = threading.Event()
-        self.baseline = self._process.memory_info().rss
-        self.peak = self.baseline
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._process.memory_info().rss)
-            time.sleep(self._interval)
-
-    def __enter__(self) -> _RssPoller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._process.memory_info().rss)
-
-
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def _cpu_peak_tensor_bytes(fn: Callable[[], Any]) -> int:
+    """Peak tensor memory of one call of ``fn`` on the CPU, from the profiler's allocation events."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    # Each "[memory]" event is one allocation (nbytes > 0) or free (nbytes < 0); replaying them in time
+    # order gives the live tensor memory, whose maximum is the peak.
+    events = sorted(
+        (e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
+    )
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
 
 
 def measure(
@@ -258,9 +248,8 @@ def measure(
     *,
     repeats: int = 3,
     warmup: int = 1,
-    poll_interval: float = 1e-3,
 ) -> Measurement:
-    """Time ``fn()`` and record its peak memory on ``device``.
+    """Time ``fn()`` and record its peak tensor memory on ``device``.
 
     Parameters
     ----------
@@ -272,35 +261,33 @@ def measure(
         Timed calls; the median is reported.
     warmup
         Untimed calls first (kernel selection, allocator warm-up).
-    poll_interval
-        Seconds between RSS samples for the CPU memory measurement.
+
+    Notes
+    -----
+    The timed calls run without instrumentation; on the CPU one extra call under ``torch.profiler``
+    measures memory. Memory is not measured on MPS (``peak_bytes`` is 0 there).
     """
     device = torch.device(device)
     check_int(repeats, "repeats", minimum=1)
     check_int(warmup, "warmup", minimum=0)
-    check_positive(poll_interval, "poll_interval")
     for _ in range(warmup):
         fn()
     _synchronize(device)
-
-    times = []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         baseline = torch.cuda.memory_allocated(device)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            _synchronize(device)
-            times.append(time.perf_counter() - start)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) - baseline
+    elif device.type == "cpu":
+        peak = _cpu_peak_tensor_bytes(fn)
     else:
-        with _RssPoller(poll_interval) as poller:
-            for _ in range(repeats):
-                start = time.perf_counter()
-                fn()
-                _synchronize(device)
-                times.append(time.perf_counter() - start)
-        peak = poller.peak - poller.baseline
+        peak = 0
     return Measurement(seconds=statistics.median(times), peak_bytes=max(int(peak), 0), device=str(device))
 
 

@@ -85,17 +85,17 @@ def test_energy_and_grad_create_graph_allows_second_derivatives():
         utils.energy_and_grad(lambda z: z, x)  # returns (B, 2), not (B,)
 
 
-def test_measure_times_and_detects_a_large_cpu_allocation():
-    def allocate():
-        block = torch.ones(64 * 2**20 // 4)  # 64 MiB of float32
-        block.add_(1)
-        return block.sum()
+def test_measure_times_and_finds_the_peak_of_live_cpu_tensors():
+    def two_blocks_alive():
+        first = torch.ones(16 * 2**20)  # 64 MiB of float32
+        second = first + 1  # both alive: 128 MiB
+        del first
+        return (second * 2).sum()  # the product replaces `first`: still 128 MiB at most
 
-    result = utils.measure(allocate, "cpu", repeats=2, poll_interval=1e-4)
+    result = utils.measure(two_blocks_alive, "cpu", repeats=2)
     assert result.seconds > 0
-    assert result.peak_bytes > 32 * 2**20, result
-    idle = utils.measure(lambda: None, "cpu", repeats=2)
-    assert idle.peak_bytes < 16 * 2**20
+    assert 128 * 2**20 <= result.peak_bytes < 129 * 2**20, result
+    assert utils.measure(lambda: None, "cpu").peak_bytes == 0
     with pytest.raises(ValueError, match="repeats"):
         utils.measure(lambda: None, repeats=0)
 
