@@ -67,3 +67,12 @@ def test_repository_url_is_used_consistently():
     )
     assert urls == {REPO_URL}, f"repository URLs differ from _config.yml's {REPO_URL}: {urls}"
     assert CONFIG["execute"]["timeout"] >= 600, "training cells need a generous per-cell timeout"
+
+
+@pytest.mark.parametrize("page", ["README.md", "book/setup.md"])
+def test_python_examples_in_the_docs_run(page):
+    """The code a reader copies from the README and the set-up page must run (training shortened)."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), re.DOTALL)
+    assert blocks, f"{page} has no python example"
+    for block in blocks:
+        exec(compile(re.sub(r"n_iters=[\d_]+", "n_iters=3, progress=False", block), page, "exec"), {})
