@@ -22,6 +22,7 @@ help:
 	@echo "make book        execute the notebooks (cached) and build the HTML into _build/html"
 	@echo "make book-fresh  the same, re-executing every notebook (after changing ebmlib)"
 	@echo "make test        unit tests + notebooks at ci scale + pairing check + book build with -W"
+	@echo "make lint        ruff on ebmlib and tests"
 	@echo "make sync        re-pair notebooks/*.md with notebooks/*.ipynb (jupytext --sync)"
 	@echo "make clean       remove builds, caches and executed notebooks"
 
@@ -62,6 +63,9 @@ test-unit: $(STAMP)
 
 test-notebooks: $(STAMP)
 	EBMLIB_SCALE=ci $(BIN)/python -m pytest tests -m notebooks
+
+lint: $(STAMP)
+	$(BIN)/ruff check ebmlib tests
 
 sync: $(STAMP)
 	$(BIN)/jupytext --sync notebooks/*.md

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
 from torch import Tensor
 
 from ebmlib.samplers import ReplayBuffer
@@ -25,8 +24,12 @@ def contrastive_divergence(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     r"""Contrastive-divergence surrogate of the negative log-likelihood.
 
-    For :math:`p_\theta(x) = e^{-E_\theta(x)}/Z_\theta`,
-    :math:`\nabla_\theta(-\log p_\theta(x)) = \nabla_\theta E_\theta(x) - \mathbb{E}_{p_\theta}[\nabla_\theta E_\theta]`,
+    For :math:`p_\theta(x) = e^{-E_\theta(x)}/Z_\theta` the negative log-likelihood has the gradient
+
+    .. math::
+
+        -\nabla_\theta \log p_\theta(x) = \nabla_\theta E_\theta(x) - \mathbb{E}_{p_\theta}[\nabla_\theta E_\theta],
+
     so with negatives :math:`x^- \sim p_\theta` (treated as constants) the loss
 
     .. math:: L = \overline{E_\theta(x^+)} - \overline{E_\theta(x^-)}
@@ -52,7 +55,9 @@ def contrastive_divergence(
     check_tensor(x_pos, "x_pos", min_ndim=1, finite=False)
     check_tensor(x_neg, "x_neg", min_ndim=1, finite=False)
     if x_pos.shape[1:] != x_neg.shape[1:]:
-        raise ValueError(f"x_pos and x_neg must share the event shape, got {tuple(x_pos.shape)} and {tuple(x_neg.shape)}")
+        raise ValueError(
+            f"x_pos and x_neg must share the event shape, got {tuple(x_pos.shape)} and {tuple(x_neg.shape)}"
+        )
     if l2_reg != 0.0:
         check_positive(l2_reg, "l2_reg")
     e_pos = check_energy_output(energy_fn(x_pos), x_pos.shape[0], finite=False)

@@ -49,7 +49,9 @@ def _square_panel(ax: Axes, lim: float, title: str | None) -> None:
         ax.set_title(title)
 
 
-def plot_log_density(ax: Axes, log_density: Tensor, lim: float, *, title: str | None = None, colorbar: bool = False) -> Figure:
+def plot_log_density(
+    ax: Axes, log_density: Tensor, lim: float, *, title: str | None = None, colorbar: bool = False
+) -> Figure:
     """Show ``exp(log_density)`` (shape ``(n, n)``, rows = y, as from :func:`ebmlib.utils.grid_log_density`)."""
     check_tensor(log_density, "log_density", ndim=2, finite=False)
     check_positive(lim, "lim")
@@ -70,7 +72,14 @@ def plot_energy_density(
 
 
 def plot_samples(
-    ax: Axes, x: Tensor, lim: float = 4.0, *, title: str | None = None, kind: str = "hist", bins: int = 150, **kwargs: Any
+    ax: Axes,
+    x: Tensor,
+    lim: float = 4.0,
+    *,
+    title: str | None = None,
+    kind: str = "hist",
+    bins: int = 150,
+    **kwargs: Any,
 ) -> Figure:
     """Draw 2D samples ``x`` of shape ``(N, 2)`` as a 2D histogram (``kind="hist"``) or a scatter plot."""
     check_tensor(x, "x", shape=(None, 2))

@@ -44,9 +44,7 @@ class TrainResult:
     ema: AveragedModel | None = None
 
 
-def tensor_batches(
-    data: Tensor, batch_size: int, *, generator: torch.Generator | None = None
-) -> Callable[[], Tensor]:
+def tensor_batches(data: Tensor, batch_size: int, *, generator: torch.Generator | None = None) -> Callable[[], Tensor]:
     """Return ``next_batch()`` drawing minibatches of ``data`` (shape ``(N, *event)``) epoch by epoch.
 
     Each epoch visits a fresh random permutation; the indices are drawn on the data's device.
@@ -152,7 +150,9 @@ def _record(history: dict[str, list[float]], iteration: int, loss: Tensor, logs:
         history.setdefault(key, []).append(value)
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, **extra: Any) -> None:
+def save_checkpoint(
+    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, **extra: Any
+) -> None:
     """Save the model (and optimiser) state and plain-Python ``extra`` values (numbers, strings, lists)."""
     state = {"model": model.state_dict(), "extra": extra}
     if optimizer is not None:

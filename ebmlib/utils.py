@@ -232,9 +232,7 @@ def _cpu_peak_tensor_bytes(fn: Callable[[], Any]) -> int:
         fn()
     # Each "[memory]" event is one allocation (nbytes > 0) or free (nbytes < 0); replaying them in time
     # order gives the live tensor memory, whose maximum is the peak.
-    events = sorted(
-        (e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
-    )
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
     live = peak = 0
     for _, nbytes in events:
         live += nbytes

@@ -5,7 +5,6 @@ import re
 import jupytext
 import pytest
 import yaml
-
 from notebook_utils import CONFIG, NOTEBOOKS, REPO_URL, ROOT, colab_url
 
 IDS = [nb.stem for nb in NOTEBOOKS]

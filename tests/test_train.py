@@ -99,7 +99,14 @@ def test_pcd_with_langevin_recovers_a_gaussian():
 def test_fit_stops_with_a_clear_error_on_a_nan_loss():
     model = GaussianEnergy(1)
     with pytest.raises(RuntimeError, match="iteration 1"):
-        fit(model, lambda m, x: m(x).mean() * float("nan"), lambda: torch.randn(4, 1), n_iters=3, log_every=1, progress=False)
+        fit(
+            model,
+            lambda m, x: m(x).mean() * float("nan"),
+            lambda: torch.randn(4, 1),
+            n_iters=3,
+            log_every=1,
+            progress=False,
+        )
 
 
 def test_fit_validates_arguments():
