@@ -36,6 +36,9 @@ ANALYTIC_TOY_NAMES = ("8gaussians", "9gaussians", "checkerboard")
 MAX_ENUMERATION_DIM = 20
 """Largest ``d`` for which ``2**d`` states are enumerated (:func:`all_binary_states`, Ising exact probabilities)."""
 
+MAX_GRAY_BITS = 1023
+"""Longest Gray-code word per coordinate (``2**1023`` is the largest power of two a float64 holds)."""
+
 
 def _check_float_dtype(dtype: Any) -> torch.dtype:
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
@@ -272,7 +275,7 @@ class GrayCode:
     exactly one bit. Points with ``|v| >= f_scale + 1`` have no code and raise ``ValueError``.
 
     ``f_scale > 0`` is the data scale (the papers use ``max |samples| + 1``, see :meth:`from_samples`);
-    ``n_bits`` in ``[2, 31]`` is the word length per coordinate (the papers use 16, i.e. 32 bits per point).
+    ``n_bits`` in ``[2, 1023]`` is the word length per coordinate (the papers use 16, i.e. 32 bits per point).
     """
 
     f_scale: float
@@ -281,8 +284,8 @@ class GrayCode:
     def __post_init__(self) -> None:
         check_positive(self.f_scale, "f_scale")
         check_int(self.n_bits, "n_bits", minimum=2)
-        if self.n_bits > 31:
-            raise ValueError(f"n_bits must be <= 31, got {self.n_bits}")
+        if self.n_bits > MAX_GRAY_BITS:
+            raise ValueError(f"n_bits must be <= {MAX_GRAY_BITS}, got {self.n_bits}")
 
     @property
     def int_scale(self) -> float:
@@ -302,22 +305,31 @@ class GrayCode:
             raise ValueError("points must contain at least one point")
         return cls(f_scale=float(points.abs().max()) + 1.0, n_bits=n_bits)
 
-    def _shifts(self, device: torch.device) -> Tensor:  # bit positions of the magnitude, MSB first
-        return torch.arange(self.n_bits - 2, -1, -1, device=device)
+    def _place_values(self, device: torch.device) -> Tensor:
+        """``2^{n_bits-2}, …, 2, 1`` in float64: the weights of the magnitude's digits, MSB first."""
+        return torch.pow(2.0, torch.arange(self.n_bits - 2, -1, -1, device=device, dtype=torch.float64))
 
     def encode(self, points: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
-        """Bits of ``points``: ``(B, 2)`` floating → ``(B, 2 * n_bits)`` of 0./1. (``x`` word, ``y`` word)."""
+        """Bits of ``points``: ``(B, 2)`` floating → ``(B, 2 * n_bits)`` of 0./1. (``x`` word, ``y`` word).
+
+        The magnitude ``m = floor(|v| · int_scale)`` is kept as an integer-valued float64 and its binary digits
+        are read off with exact power-of-two divisions, so words longer than 64 bits (the paper's 256- to
+        2048-dimensional 2spirals) work: like the authors' arbitrary-precision integers, all digits below the
+        53 significant bits of ``v · int_scale`` are zero.
+        """
         check_tensor(points, "points", shape=(None, 2), floating=True)
         dtype = _check_float_dtype(dtype)
-        # float64 so that trunc(v · int_scale) is exact for the 30-bit magnitudes of n_bits = 31.
-        n = torch.trunc(points.double() * self.int_scale).long()
-        magnitude = n.abs()
-        if (magnitude >= 2 ** (self.n_bits - 1)).any():
-            raise ValueError(f"points: every |coordinate| must be < f_scale + 1 = {self.f_scale + 1}, "
-                             f"got max {float(points.abs().max())}")
-        gray = magnitude ^ (magnitude >> 1)
-        gray_bits = (gray.unsqueeze(-1) >> self._shifts(points.device)) & 1
-        sign = (points < 0).long().unsqueeze(-1)
+        magnitude = torch.floor(points.double().abs() * self.int_scale)
+        if (magnitude >= 2.0 ** (self.n_bits - 1)).any():
+            raise ValueError(
+                f"points: every |coordinate| must be < f_scale + 1 = {self.f_scale + 1}, "
+                f"got max {float(points.abs().max())}"
+            )
+        binary = torch.fmod(torch.floor(magnitude.unsqueeze(-1) / self._place_values(points.device)), 2.0)
+        # Gray digit k is binary digit k XOR binary digit k-1 (the digit above the MSB is 0).
+        previous = torch.nn.functional.pad(binary[..., :-1], (1, 0))
+        gray_bits = (binary != previous).double()
+        sign = (points < 0).double().unsqueeze(-1)
         return torch.cat([sign, gray_bits], dim=-1).reshape(len(points), self.dim).to(dtype)
 
     def decode(self, bits: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -327,8 +339,8 @@ class GrayCode:
         the Gray digits. Using the midpoint (rather than the papers' ``n / int_scale``, half a cell lower in
         magnitude) makes ``encode(decode(b)) == b`` hold exactly for every bit string, and
         ``|decode(encode(x)) - x| <= 1 / (2 int_scale)``. The first identity needs the rounding error of
-        ``dtype`` below half a cell: float32 (24-bit significand) suffices for ``n_bits <= 23``; use float64
-        beyond.
+        ``dtype`` below half a cell: float32 (24-bit significand) suffices for ``n_bits <= 23``, float64 for
+        ``n_bits <= 53``; longer words decode to the nearest float.
         """
         check_tensor(bits, "bits", ndim=2)
         check_binary(bits, "bits")
@@ -337,9 +349,9 @@ class GrayCode:
         dtype = _check_float_dtype(dtype)
         words = bits.long().reshape(len(bits), 2, self.n_bits)
         binary = torch.cumsum(words[..., 1:], dim=-1) & 1  # prefix XOR turns Gray digits into binary digits
-        magnitude = (binary << self._shifts(bits.device)).sum(dim=-1)
+        magnitude = (binary.double() * self._place_values(bits.device)).sum(dim=-1)
         sign = 1 - 2 * words[..., 0]
-        return (sign * (magnitude.double() + 0.5) / self.int_scale).to(dtype)
+        return (sign * (magnitude + 0.5) / self.int_scale).to(dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------

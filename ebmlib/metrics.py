@@ -227,3 +227,14 @@ def mode_weights(x: Tensor, centres: Tensor, *, weights: Tensor | None = None) -
     mass = torch.zeros(centres.shape[0], dtype=weights.dtype, device=x.device).index_add_(0, nearest, weights)
     return mass / mass.sum()
 
+
+
+def log_rmse(estimate: Tensor, target: Tensor) -> Tensor:
+    r"""Natural log of the root-mean-squared error, :math:`\log \sqrt{\overline{(\hat J - J)^2}}`.
+
+    The Ising experiments of Gibbs-with-Gradients and RMwGGIS score a learned coupling matrix
+    :math:`\hat J` against the true :math:`J` (both ``(D, D)``) this way; lower is better.
+    """
+    check_tensor(estimate, "estimate", min_ndim=1, floating=True)
+    check_tensor(target, "target", shape=tuple(estimate.shape), floating=True)
+    return (estimate - target.to(estimate)).pow(2).mean().sqrt().log()

@@ -275,11 +275,25 @@ def test_gray_code_output_dtype_and_device():
     assert code.decode(bits.long(), dtype=torch.float64).shape == (3, 2)
 
 
+def test_long_words_extend_the_float64_digits_with_zeros():
+    """128-bit words (the paper's 256-dimensional 2spirals): the top bits agree with an exact big-int recipe."""
+    points = sample_toy("2spirals", 200, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    code = GrayCode.from_samples(points, n_bits=128)
+    bits = code.encode(points, dtype=torch.float64)
+    for row, (vx, vy) in zip(bits.long().tolist(), points.tolist()):
+        for word, v in ((row[:128], vx), (row[128:], vy)):
+            m = int(abs(v) * code.int_scale)  # Python ints have arbitrary precision
+            gray = m ^ (m >> 1)
+            assert word == [int(v < 0)] + [(gray >> k) & 1 for k in range(126, -1, -1)]
+    assert torch.allclose(code.decode(bits, dtype=torch.float64), points, atol=1e-12)
+    assert bits[:, 100:128].sum() == 0  # below float64 precision every digit is zero
+
+
 def test_gray_code_rejects_bad_arguments():
     for f_scale in (0.0, -1.0, math.inf, math.nan, "2"):
         with pytest.raises(ValueError, match="f_scale"):
             GrayCode(f_scale=f_scale)
-    for n_bits in (1, 32, 16.0, True):
+    for n_bits in (1, 1024, 16.0, True):
         with pytest.raises(ValueError, match="n_bits"):
             GrayCode(f_scale=1.0, n_bits=n_bits)
     code = GrayCode(f_scale=1.0, n_bits=4)

@@ -19,6 +19,7 @@ from ebmlib.metrics import (
     exp_hamming_kernel,
     hamming_distance,
     linear_hamming_kernel,
+    log_rmse,
     mmd2,
     mmd_hamming,
     total_variation,
@@ -220,3 +221,11 @@ def test_bad_inputs_raise_value_error_naming_the_argument(name: str) -> None:
     argument, call = BAD_CALLS[name]
     with pytest.raises(ValueError, match=rf"^{argument}\b"):
         call()
+
+
+def test_log_rmse_matches_its_definition():
+    target = torch.zeros(3, 3)
+    estimate = torch.full((3, 3), 0.1)
+    torch.testing.assert_close(log_rmse(estimate, target), torch.tensor(math.log(0.1)))
+    with pytest.raises(ValueError, match="target"):
+        log_rmse(estimate, torch.zeros(2, 2))
