@@ -6,12 +6,15 @@ gradient of the objective the paper minimises, together with a dict of detached 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
-from ebmlib.samplers import ReplayBuffer
-from ebmlib.utils import EnergyFn, check_energy_output, check_positive, check_tensor
+from ebmlib.samplers import ReplayBuffer, _sample_categorical, flip_bits, flip_log_proposal
+from ebmlib.utils import EnergyFn, check_binary, check_energy_output, check_int, check_positive, check_tensor
 
 Sampler = Callable[[EnergyFn, Tensor], Tensor]
 """A sampler moves a batch of chain states ``(B, *event)`` towards ``p ∝ exp(-E)`` and returns the new
@@ -103,3 +106,242 @@ class PersistentContrastiveDivergence:
         x_neg = self.sampler(energy_fn, x_init).detach()
         self.buffer.update(index, x_neg)
         return contrastive_divergence(energy_fn, x_pos, x_neg, l2_reg=self.l2_reg)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ratio matching for binary data (Hyvärinen 2007; Lyu 2009) and RMwGGIS (Liu, Liu & Ji)
+# ---------------------------------------------------------------------------------------------------------
+RM_ESTIMATORS = ("unbiased", "biased")
+RM_PROPOSALS = ("gradient", "uniform")
+
+
+def _check_binary_data(x: Tensor) -> None:
+    # One host synchronisation per call (the 0/1 check); everything after it is metadata-only.
+    check_tensor(x, "x", ndim=2, floating=True, finite=False)
+    check_binary(x, "x")
+
+
+def _neighbour_energies(energy_fn: EnergyFn, x: Tensor, start: int, stop: int) -> Tensor:
+    """Energies of rows ``start:stop`` of the ``(B·d, d)`` stack of neighbours (row ``b·d + i`` is ``x_b``
+    with bit ``i`` flipped), built by indexing rather than a loop over bits; one forward pass."""
+    rows = torch.arange(start, stop, device=x.device)
+    neighbours = flip_bits(x[rows // x.shape[1]], rows % x.shape[1])
+    return check_energy_output(energy_fn(neighbours), stop - start, "energy_fn", finite=False)
+
+
+def _all_neighbour_energies(energy_fn: EnergyFn, x: Tensor, chunk_size: int | None) -> Tensor:
+    """``E(x_{-i})`` for every point and bit, shape ``(B, d)``, in passes of at most ``chunk_size`` rows."""
+    batch, dim = x.shape
+    total = batch * dim
+    step = total if chunk_size is None else min(chunk_size, total)
+    # Under autograd every chunk's activations (and its flipped inputs, which the first linear layer saves)
+    # stay alive until backward, so plain chunking would not lower the peak. Checkpointing keeps only each
+    # chunk's energies and recomputes its forward during backward: memory O(chunk_size) for one extra forward.
+    recompute = step < total and torch.is_grad_enabled()
+    parts = []
+    for start in range(0, total, step):
+        stop = min(start + step, total)
+        if recompute:
+            parts.append(checkpoint(_neighbour_energies, energy_fn, x, start, stop, use_reentrant=False))
+        else:
+            parts.append(_neighbour_energies(energy_fn, x, start, stop))
+    return torch.cat(parts).view(batch, dim)
+
+
+def ratio_matching(
+    energy_fn: EnergyFn, x: Tensor, *, chunk_size: int | None = None
+) -> tuple[Tensor, dict[str, Tensor]]:
+    r"""Exact ratio-matching objective for binary data (Lyu 2009; RMwGGIS paper eq. 4).
+
+    With :math:`x_{-i}` = :math:`x` with bit :math:`i` flipped,
+
+    .. math:: J(x) = \sum_{i=1}^d \big[p_\theta(x_{-i}) / p_\theta(x)\big]^2
+                   = \sum_{i=1}^d e^{2(E_\theta(x) - E_\theta(x_{-i}))},
+
+    averaged over the batch. It pushes ``E`` down at the data and up at all ``d`` Hamming neighbours, so a
+    step costs ``B·d`` energy evaluations and, under autograd, ``B·d`` rows of activations.
+
+    Each term is ``exp`` of the energy gap ``2(E(x) - E(x_{-i}))``, formed in log space first (never as a
+    ratio of two exponentials). It is not clamped: a clamp would change the objective and zero the gradient
+    of exactly the most offending neighbours. A log-term above ≈ 88 in float32 (≈ 709 in float64) overflows
+    to ``inf``, which :func:`ebmlib.train.fit` reports; ``logs["max_log_term"]`` shows how close it is.
+
+    Parameters
+    ----------
+    energy_fn
+        ``(N, d) -> (N,)``.
+    x
+        Binary data as floats, shape ``(B, d)``.
+    chunk_size
+        ``None``: all ``B·d`` neighbours in one forward pass. Otherwise at most this many rows per pass.
+        Without autograd (e.g. monitoring the objective) this bounds memory to ``O(chunk_size · (d + width))``.
+        With autograd each chunk is checkpointed (:func:`torch.utils.checkpoint.checkpoint`): only the
+        ``B·d`` energies are kept and each chunk's forward is recomputed during backward, so peak memory is
+        that of one chunk, for one extra forward pass. The value and gradient are the same for every
+        ``chunk_size`` up to float rounding. (Modules whose forward has side effects, such as batch-norm
+        running statistics, see them twice.)
+
+    Returns
+    -------
+    loss, logs
+        Scalar batch mean of ``J(x)``; ``logs`` holds ``objective`` (the same value, detached) and
+        ``max_log_term``, the largest ``2(E(x) - E(x_{-i}))`` in the batch.
+    """
+    _check_binary_data(x)
+    if chunk_size is not None:
+        check_int(chunk_size, "chunk_size", minimum=1)
+    energy = check_energy_output(energy_fn(x), x.shape[0], "energy_fn", finite=False)
+    log_terms = 2 * (energy.unsqueeze(1) - _all_neighbour_energies(energy_fn, x, chunk_size))
+    loss = log_terms.exp().sum(dim=1).mean()
+    return loss, {"objective": loss.detach(), "max_log_term": log_terms.max().detach()}
+
+
+def rmwggis_proposal(energy_fn: EnergyFn, x: Tensor, *, proposal: str = "gradient") -> tuple[Tensor, Tensor]:
+    r"""Energies ``E(x)`` and the importance distribution over the ``d`` neighbours of each point.
+
+    ``"gradient"`` is RMwGGIS's eq. 11: the first-order estimate (eq. 10)
+    :math:`E(x) - E(x_{-i}) \approx [(2x - 1) \odot \nabla_x E(x)]_i` plugged into the optimal proposal of
+    Theorem 1, :math:`n^*_i \propto e^{2(E(x) - E(x_{-i}))}`, gives
+
+    .. math:: \tilde n_i \propto \exp\big(2\,[(2x - 1) \odot \nabla_x E(x)]_i\big),
+
+    i.e. :func:`~ebmlib.samplers.flip_log_proposal` at temperature 1/2. It is exact (``ñ = n*``) whenever
+    flipping one bit changes ``E`` linearly, e.g. for linear energies and quadratics ``xᵀWx`` with zero
+    diagonal. ``"uniform"`` is ``ñ_i = 1/d`` (the paper's RMwRAND ablation) and needs no gradient.
+
+    Parameters
+    ----------
+    energy_fn
+        ``(N, d) -> (N,)``, differentiable in ``x`` for the gradient proposal.
+    x
+        Binary data as floats, shape ``(B, d)``.
+    proposal
+        ``"gradient"`` or ``"uniform"``.
+
+    Returns
+    -------
+    energy, log_q
+        ``E(x)``, shape ``(B,)``, differentiable with respect to the parameters when autograd is enabled;
+        ``log ñ``, shape ``(B, d)``, detached: the importance weights ``1/ñ`` are constants (see
+        :func:`rmwggis`), so the gradient ``∇_x E`` is taken once without ``create_graph``.
+    """
+    _check_binary_data(x)
+    if proposal not in RM_PROPOSALS:
+        raise ValueError(f"proposal must be one of {RM_PROPOSALS}, got {proposal!r}")
+    return _energy_and_log_proposal(energy_fn, x, proposal)
+
+
+def _energy_and_log_proposal(energy_fn: EnergyFn, x: Tensor, proposal: str) -> tuple[Tensor, Tensor]:
+    batch, dim = x.shape
+    if proposal == "uniform":
+        energy = check_energy_output(energy_fn(x), batch, "energy_fn", finite=False)
+        return energy, torch.full_like(x, -math.log(dim))
+    keep_graph = torch.is_grad_enabled()
+    with torch.enable_grad():
+        x_req = x.detach().requires_grad_(True)
+        energy = check_energy_output(energy_fn(x_req), batch, "energy_fn", finite=False)
+        # retain_graph: the loss backpropagates through E(x) once more; no create_graph, because the
+        # proposal is a constant of the estimator.
+        (grad,) = torch.autograd.grad(energy.sum(), x_req, retain_graph=keep_graph)
+    log_q = flip_log_proposal(x, grad.detach(), temperature=0.5)
+    return (energy if keep_graph else energy.detach()), log_q
+
+
+def _draw_flips(log_q: Tensor, n_samples: int, replacement: bool) -> Tensor:
+    """``n_samples`` bit indices per row of ``log_q`` (shape ``(B, d)``), returned as ``(B, n_samples)``.
+
+    Both branches draw from the Gumbel-perturbed log-probabilities, so nothing is read back to the host and
+    tiny probabilities are not rounded away as in an inverse-CDF draw; memory stays ``O(B·d)``.
+    """
+    if replacement:
+        return torch.stack([_sample_categorical(log_q) for _ in range(n_samples)], dim=1)
+    # Gumbel-top-k: the k largest perturbed values are a draw without replacement, item by item ∝ ñ.
+    gumbel = -torch.empty_like(log_q).exponential_().log()
+    return (log_q + gumbel).topk(n_samples, dim=1).indices
+
+
+def rmwggis(
+    energy_fn: EnergyFn,
+    x: Tensor,
+    *,
+    n_samples: int = 10,
+    estimator: str = "unbiased",
+    proposal: str = "gradient",
+    replacement: bool = True,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    r"""Ratio matching with gradient-guided importance sampling (RMwGGIS; Liu, Liu & Ji).
+
+    For each point, ``s = n_samples`` neighbours :math:`i_1, …, i_s` are drawn from the proposal ``ñ`` of
+    :func:`rmwggis_proposal`, and the ratio-matching objective :math:`J(x)` of :func:`ratio_matching` is
+    estimated by
+
+    .. math::
+
+        \hat J_{\text{unbiased}} = \sum_{k=1}^s \frac{e^{2(E(x) - E(x_{-i_k}))}}{s\,\tilde n_{i_k}}
+        \quad\text{(eq. 7)}, \qquad
+        \hat J_{\text{biased}} = \sum_{k=1}^s e^{2(E(x) - E(x_{-i_k}))} \quad\text{(eq. 12)},
+
+    averaged over the batch. The unbiased terms are formed in log space, ``exp(2Δ - log ñ - log s)``, so a
+    small ``ñ`` does not overflow ``1/ñ``; large energy gaps overflow as in :func:`ratio_matching`.
+
+    Why ``ñ`` is detached: with ``f_i = e^{2(E(x) - E(x_{-i}))}`` and ``replacement=True``,
+    ``E[Ĵ] = Σ_i ñ_i f_i/ñ_i = J`` and, holding ``1/ñ`` constant, ``E[∇_θ Ĵ] = Σ_i ∇_θ f_i = ∇_θ J``: the
+    loss's gradient is an unbiased estimate of the exact ratio-matching gradient. Letting gradients flow
+    through ``ñ`` (``create_graph=True``, as the authors' code does) adds ``-Σ_i f_i ∇_θ log ñ_i``, a bias,
+    and costs a double-backward pass. The biased estimator does not contain ``ñ``, so there it only saves
+    work.
+
+    Cost: one energy-and-gradient evaluation at ``x`` (a forward only for ``"uniform"``) and one batched
+    forward pass over the ``B·s`` drawn neighbours; per point, only ``∇_x E``, ``ñ`` and the ``s``
+    flipped copies are of size ``d``.
+
+    Parameters
+    ----------
+    energy_fn
+        ``(N, d) -> (N,)``, differentiable in ``x`` for the gradient proposal.
+    x
+        Binary data as floats, shape ``(B, d)``.
+    n_samples
+        ``s ≥ 1`` neighbours per point (the paper uses 10).
+    estimator
+        ``"unbiased"`` (eq. 7) or ``"biased"`` (eq. 12; better in the paper's experiments).
+    proposal
+        ``"gradient"`` (eq. 11, RMwGGIS) or ``"uniform"`` (RMwRAND).
+    replacement
+        Draw with replacement (default), which makes eq. 7 exactly unbiased. ``False`` follows the authors'
+        code and needs ``n_samples <= d``; the inclusion probabilities of a draw without replacement are then
+        not ``s·ñ_i``, so eq. 7 is only approximately unbiased (exactly so for the uniform proposal).
+
+    Returns
+    -------
+    loss, logs
+        Scalar batch mean of the estimate; ``logs`` holds ``objective`` (the same value, detached),
+        ``max_log_term`` (the largest drawn ``2(E(x) - E(x_{-i}))``), ``proposal_entropy`` (mean, in nats;
+        ``log d`` is uniform) and ``proposal_max`` (mean of ``max_i ñ_i``).
+    """
+    _check_binary_data(x)
+    check_int(n_samples, "n_samples", minimum=1)
+    if not replacement and n_samples > x.shape[1]:
+        raise ValueError(f"n_samples must be <= d = {x.shape[1]} when replacement=False, got {n_samples}")
+    if estimator not in RM_ESTIMATORS:
+        raise ValueError(f"estimator must be one of {RM_ESTIMATORS}, got {estimator!r}")
+    if proposal not in RM_PROPOSALS:
+        raise ValueError(f"proposal must be one of {RM_PROPOSALS}, got {proposal!r}")
+    batch = x.shape[0]
+    energy, log_q = _energy_and_log_proposal(energy_fn, x, proposal)
+    index = _draw_flips(log_q, n_samples, replacement)
+    neighbours = flip_bits(x.repeat_interleave(n_samples, dim=0), index.reshape(-1))
+    energy_flipped = check_energy_output(energy_fn(neighbours), batch * n_samples, "energy_fn", finite=False)
+    log_terms = 2 * (energy.unsqueeze(1) - energy_flipped.view(batch, n_samples))
+    if estimator == "unbiased":
+        log_weighted = log_terms - log_q.gather(1, index) - math.log(n_samples)
+    else:
+        log_weighted = log_terms
+    loss = log_weighted.exp().sum(dim=1).mean()
+    logs = {
+        "objective": loss.detach(),
+        "max_log_term": log_terms.max().detach(),
+        "proposal_entropy": torch.special.entr(log_q.exp()).sum(dim=1).mean(),
+        "proposal_max": log_q.max(dim=1).values.exp().mean(),
+    }
+    return loss, logs

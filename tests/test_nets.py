@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ebmlib.nets import MLP, MLPEnergy, Swish, count_parameters, make_activation
+from ebmlib.nets import MLP, IsingEnergy, MLPEnergy, Swish, count_parameters, make_activation
 
 
 def test_mlp_energy_maps_batches_to_scalars_and_flattens_events():
@@ -48,3 +48,18 @@ def test_make_activation_returns_fresh_modules():
 def test_float64_energy_works_after_conversion():
     energy = MLPEnergy(in_dim=2, hidden=8, depth=1).double()
     assert energy(torch.randn(3, 2, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_ising_energy_matches_the_lattice_model_when_given_its_couplings():
+    from ebmlib.data import IsingLattice
+
+    lattice = IsingLattice(3, 0.3)
+    model = IsingEnergy(9)
+    with torch.no_grad():
+        model.weight.copy_(lattice.J + torch.diag(torch.ones(9)))  # the diagonal must not matter
+    x = torch.randint(0, 2, (20, 9)).float()
+    torch.testing.assert_close(model(x), lattice.energy(x))
+    torch.testing.assert_close(model.coupling, model.coupling.T)
+    assert (model.coupling.diagonal() == 0).all()
+    with pytest.raises(ValueError, match="x must have shape"):
+        model(torch.zeros(2, 8))
