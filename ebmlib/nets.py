@@ -169,8 +169,9 @@ class GraphEnergy(nn.Module):
 
     All nodes start from one learned vector, so ``E`` sees only the structure and does not change when the
     nodes are relabelled. Messages are summed and divided by the constant ``n - 1`` rather than averaged per
-    node as in R-GCN: with identical initial features a per-node mean is the same for every node and would
-    erase the degrees. The readout sums the node states and an MLP maps the sum to a scalar.
+    node as in R-GCN: with identical initial features, a per-node mean gives every node that has both
+    neighbours and non-neighbours the same messages, erasing the degrees. The readout sums the node states
+    and an MLP maps the sum to a scalar.
 
     Parameters
     ----------

@@ -1,0 +1,400 @@
+import hashlib
+import itertools
+import math
+
+import matplotlib.pyplot as plt
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from ebmlib.graphs import (
+    CITESEER_CITES_SHA256,
+    N_ORBITS,
+    bits_to_adjacency,
+    bits_to_graphs,
+    citation_like_graph,
+    clustering_histogram,
+    degree_histogram,
+    draw_graphs,
+    ego_graphs,
+    graph_mmd,
+    graphs_to_bits,
+    load_citeseer_ego,
+    num_pairs,
+    orbit_counts,
+    orbit_statistic,
+)
+from ebmlib.nets import GraphEnergy, MLPEnergy
+from ebmlib.utils import energy_and_grad
+
+
+def edge_set(graph):
+    return sorted(tuple(sorted(edge)) for edge in graph.edges())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------------
+def test_citation_like_graph_is_sparse_heavy_tailed_clustered_and_seeded():
+    graph = citation_like_graph(3000, seed=0)
+    degrees = np.array([d for _, d in graph.degree()])
+    assert graph.number_of_nodes() == 3000 and nx.is_connected(graph)
+    assert 3.0 < degrees.mean() < 3.8  # Citeseer's largest component: 3.47
+    assert degrees.max() > 20 * degrees.mean()  # heavy tail (preferential attachment)
+    assert 0.1 < nx.average_clustering(graph) < 0.25  # Citeseer's largest component: 0.17
+    assert edge_set(citation_like_graph(500, seed=3)) == edge_set(citation_like_graph(500, seed=3))
+    assert edge_set(citation_like_graph(500, seed=3)) != edge_set(citation_like_graph(500, seed=4))
+    one_link = citation_like_graph(300, seed=0, link_probs=[1.0])  # the seed triangle plus a tree
+    assert one_link.number_of_edges() == 3 + 297 and nx.is_connected(one_link)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [dict(n_nodes=3), dict(seed=-1), dict(triad_prob=1.5), dict(link_probs=[0.5, 0.2]), dict(link_probs=[])],
+)
+def test_citation_like_graph_rejects_bad_arguments(bad):
+    kwargs = dict(n_nodes=100, seed=0) | bad
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        citation_like_graph(**kwargs)
+
+
+def test_ego_graphs_are_seeded_one_hop_ego_graphs_in_the_size_range():
+    graphs = ego_graphs(seed=0)
+    assert len(graphs) == 200
+    sizes = np.array([g.number_of_nodes() for g in graphs])
+    assert sizes.min() >= 4 and sizes.max() <= 18 and 5.0 < sizes.mean() < 7.0
+    for graph in graphs:
+        assert list(graph) == list(range(graph.number_of_nodes()))
+        assert graph.degree(0) == graph.number_of_nodes() - 1  # the centre sees every other node
+    assert 0.5 < np.mean([g.number_of_edges() > g.number_of_nodes() - 1 for g in graphs]) < 0.9  # not all stars
+    assert [edge_set(g) for g in ego_graphs(20, seed=1)] == [edge_set(g) for g in ego_graphs(20, seed=1)]
+    assert [edge_set(g) for g in ego_graphs(20, seed=1)] != [edge_set(g) for g in ego_graphs(20, seed=2)]
+    small = ego_graphs(50, min_nodes=5, max_nodes=6, seed=0)
+    assert {g.number_of_nodes() for g in small} <= {5, 6}
+
+
+@pytest.mark.parametrize("bad", [dict(n_graphs=100_000), dict(n_graphs=0), dict(min_nodes=1), dict(max_nodes=3)])
+def test_ego_graphs_reject_bad_arguments(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        ego_graphs(**(dict(seed=0, n_nodes=500) | bad))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loader (fixture file, real format: "cited citing" with string ids)
+# ---------------------------------------------------------------------------------------------------------
+CITES = """hub a
+hub b
+hub c
+hub d
+a b
+a a
+d e
+d f
+d g
+z z1
+z z2
+z z3
+"""
+
+
+def write_cites(tmp_path, text=CITES):
+    path = tmp_path / "citeseer.cites"
+    path.write_text(text)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_load_citeseer_ego_reads_the_largest_component_and_checks_the_checksum(tmp_path):
+    digest = write_cites(tmp_path)
+    graphs = load_citeseer_ego(tmp_path, n_graphs=2, seed=0, expected_sha256=digest)
+    # Eligible centres (ego graph with 4-18 nodes) in the largest component: "hub" and "d"; "z" lies in a
+    # smaller component, and the self-citation "a a" is dropped.
+    assert sorted((g.number_of_nodes(), g.number_of_edges()) for g in graphs) == [(5, 4), (5, 5)]
+    assert all(nx.number_of_selfloops(g) == 0 for g in graphs)
+    with pytest.raises(ValueError, match="n_graphs=3: only 2"):
+        load_citeseer_ego(tmp_path, n_graphs=3, seed=0, expected_sha256=digest.upper())
+
+
+def test_load_citeseer_ego_rejects_bad_files_and_checksums(tmp_path):
+    digest = write_cites(tmp_path)
+    with pytest.raises(ValueError, match=r"citeseer\.cites: SHA-256 .* does not match"):
+        load_citeseer_ego(tmp_path, n_graphs=1, seed=0, expected_sha256="0" * 64)
+    if CITESEER_CITES_SHA256 is None:
+        with pytest.raises(ValueError, match="expected_sha256"):
+            load_citeseer_ego(tmp_path, n_graphs=1, seed=0)
+    with pytest.raises(FileNotFoundError, match="citeseer.tgz"):
+        load_citeseer_ego(tmp_path / "missing", n_graphs=1, seed=0, expected_sha256=digest)
+    digest = write_cites(tmp_path, CITES + "x y z\n")
+    with pytest.raises(ValueError, match="line 13"):
+        load_citeseer_ego(tmp_path, n_graphs=1, seed=0, expected_sha256=digest)
+    digest = write_cites(tmp_path, "a a\n\n")
+    with pytest.raises(ValueError, match="citeseer.cites holds no citations"):
+        load_citeseer_ego(tmp_path, n_graphs=1, seed=0, expected_sha256=digest)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Adjacency bits
+# ---------------------------------------------------------------------------------------------------------
+def test_bits_follow_the_documented_row_major_order():
+    assert num_pairs(4) == 6
+    # Pairs (0,1) (0,2) (0,3) (1,2) (1,3) (2,3); the path 0-1-2 is padded with one isolated node.
+    bits = graphs_to_bits([nx.path_graph(3), nx.star_graph(3)], max_nodes=4)
+    assert bits.dtype == torch.get_default_dtype()
+    assert bits.tolist() == [[1, 0, 0, 1, 0, 0], [1, 1, 1, 0, 0, 0]]
+
+
+def test_graphs_and_bits_round_trip():
+    graphs = ego_graphs(30, seed=5)
+    back = bits_to_graphs(graphs_to_bits(graphs, 18), 18)
+    assert [edge_set(g) for g in back] == [edge_set(g) for g in graphs]
+    assert [g.number_of_nodes() for g in back] == [g.number_of_nodes() for g in graphs]
+    bits = torch.randint(0, 2, (5, num_pairs(7))).float()
+    full = bits_to_graphs(bits, 7, drop_isolated=False)
+    assert all(g.number_of_nodes() == 7 for g in full)
+    torch.testing.assert_close(graphs_to_bits(full, 7), bits)
+    empty = bits_to_graphs(torch.zeros(1, num_pairs(5)), 5)[0]
+    assert empty.number_of_nodes() == 0
+
+
+def test_bits_to_adjacency_is_symmetric_and_differentiable():
+    bits = torch.randint(0, 2, (4, num_pairs(6))).double().requires_grad_()
+    adjacency = bits_to_adjacency(bits, 6)
+    assert adjacency.shape == (4, 6, 6) and adjacency.dtype == torch.float64
+    torch.testing.assert_close(adjacency, adjacency.transpose(1, 2))
+    assert (adjacency.diagonal(dim1=1, dim2=2) == 0).all()
+    expected = [nx.to_numpy_array(g) for g in bits_to_graphs(bits.detach(), 6, drop_isolated=False)]
+    torch.testing.assert_close(adjacency.detach(), torch.tensor(np.array(expected)))
+    weights = torch.randn(6, 6, dtype=torch.float64)
+    (adjacency * weights).sum().backward()
+    rows, cols = torch.triu_indices(6, 6, offset=1)
+    torch.testing.assert_close(bits.grad, (weights[rows, cols] + weights[cols, rows]).expand(4, -1))
+    assert bits_to_adjacency(torch.ones(1, 3, dtype=torch.long), 3).dtype == torch.get_default_dtype()
+
+
+def test_bits_functions_reject_bad_input():
+    with pytest.raises(ValueError, match=r"graphs\[1\] has 5 nodes"):
+        graphs_to_bits([nx.path_graph(3), nx.path_graph(5)], 4)
+    with pytest.raises(ValueError, match=r"graphs\[0\] must be an undirected"):
+        graphs_to_bits([nx.DiGraph([(0, 1)])], 4)
+    with pytest.raises(ValueError, match=r"graphs\[0\] has self-loops"):
+        graphs_to_bits([nx.Graph([(0, 0), (0, 1)])], 4)
+    with pytest.raises(ValueError, match="graphs must not be empty"):
+        graphs_to_bits([], 4)
+    with pytest.raises(ValueError, match="bits must have shape"):
+        bits_to_adjacency(torch.zeros(2, 5), 4)
+    with pytest.raises(ValueError, match="bits must contain only 0/1"):
+        bits_to_graphs(torch.full((1, 6), 0.5), 4)
+    with pytest.raises(ValueError, match="max_nodes"):
+        num_pairs(1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Statistics
+# ---------------------------------------------------------------------------------------------------------
+SMALL = {
+    "triangle": nx.complete_graph(3),
+    "path3": nx.path_graph(3),
+    "star": nx.star_graph(3),
+    "cycle4": nx.cycle_graph(4),
+    "k4": nx.complete_graph(4),
+}
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("triangle", [0, 0, 3]),
+        ("path3", [0, 2, 1]),
+        ("star", [0, 3, 0, 1]),
+        ("cycle4", [0, 0, 4]),
+        ("k4", [0, 0, 0, 4]),
+    ],
+)
+def test_degree_histogram_by_hand(name, expected):
+    assert degree_histogram(SMALL[name]).tolist() == expected
+
+
+def test_clustering_histogram_by_hand():
+    assert clustering_histogram(nx.complete_graph(3)).tolist() == [0] * 99 + [3]  # C = 1 goes to the last bin
+    assert clustering_histogram(nx.star_graph(3)).tolist() == [4] + [0] * 99
+    paw = nx.Graph([(0, 1), (1, 2), (2, 0), (2, 3)])  # C = 1, 1, 1/3, 0
+    assert clustering_histogram(paw, bins=3).tolist() == [1, 1, 2]
+
+
+def orbit_dict(graph):
+    """{node: {orbit: count}} without zeros, for readable hand-computed expectations."""
+    counts = orbit_counts(graph)
+    return {v: {k: int(c) for k, c in enumerate(row) if c} for v, row in zip(graph, counts)}
+
+
+def test_orbit_counts_by_hand():
+    assert orbit_counts(nx.complete_graph(3)).shape == (3, N_ORBITS)
+    assert orbit_dict(nx.complete_graph(3)) == {v: {0: 2, 3: 1} for v in range(3)}
+    assert orbit_dict(nx.path_graph(3)) == {0: {0: 1, 1: 1}, 1: {0: 2, 2: 1}, 2: {0: 1, 1: 1}}
+    # Star K_{1,3}: the centre is the middle of 3 paths and the centre of 1 claw; each leaf ends 2 paths.
+    assert orbit_dict(nx.star_graph(3)) == {0: {0: 3, 2: 3, 7: 1}, **{v: {0: 1, 1: 2, 6: 1} for v in (1, 2, 3)}}
+    assert orbit_dict(nx.cycle_graph(4)) == {v: {0: 2, 1: 2, 2: 1, 8: 1} for v in range(4)}
+    assert orbit_dict(nx.complete_graph(4)) == {v: {0: 3, 3: 3, 14: 1} for v in range(4)}
+    assert orbit_dict(nx.path_graph(4)) == {
+        0: {0: 1, 1: 1, 4: 1},
+        1: {0: 2, 1: 1, 2: 1, 5: 1},
+        2: {0: 2, 1: 1, 2: 1, 5: 1},
+        3: {0: 1, 1: 1, 4: 1},
+    }
+    paw = nx.Graph([(0, 1), (1, 2), (2, 0), (2, 3)])
+    assert orbit_dict(paw) == {
+        0: {0: 2, 1: 1, 3: 1, 10: 1},
+        1: {0: 2, 1: 1, 3: 1, 10: 1},
+        2: {0: 3, 2: 2, 3: 1, 11: 1},
+        3: {0: 1, 1: 2, 9: 1},
+    }
+    diamond = nx.Graph([(0, 1), (0, 2), (0, 3), (1, 2), (1, 3)])  # edge 2-3 missing
+    assert orbit_dict(diamond) == {
+        0: {0: 3, 2: 1, 3: 2, 13: 1},
+        1: {0: 3, 2: 1, 3: 2, 13: 1},
+        2: {0: 2, 1: 2, 3: 1, 12: 1},  # ends the paths 2-0-3 and 2-1-3
+        3: {0: 2, 1: 2, 3: 1, 12: 1},
+    }
+    assert orbit_counts(nx.empty_graph(2)).tolist() == [[0] * N_ORBITS] * 2
+
+
+# Each graphlet drawn once by hand, with each node's orbit: an enumeration that matches subsets by
+# isomorphism, independent of the degree-sequence classification used by orbit_counts.
+GRAPHLETS = [
+    ([(0, 1), (1, 2)], {0: 1, 1: 2, 2: 1}),
+    ([(0, 1), (1, 2), (2, 0)], {0: 3, 1: 3, 2: 3}),
+    ([(0, 1), (1, 2), (2, 3)], {0: 4, 1: 5, 2: 5, 3: 4}),
+    ([(0, 1), (0, 2), (0, 3)], {0: 7, 1: 6, 2: 6, 3: 6}),
+    ([(0, 1), (1, 2), (2, 3), (3, 0)], {0: 8, 1: 8, 2: 8, 3: 8}),
+    ([(0, 1), (1, 2), (2, 0), (2, 3)], {0: 10, 1: 10, 2: 11, 3: 9}),
+    ([(0, 1), (0, 2), (0, 3), (1, 2), (1, 3)], {0: 13, 1: 13, 2: 12, 3: 12}),
+    ([(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)], {0: 14, 1: 14, 2: 14, 3: 14}),
+]
+
+
+def brute_force_orbits(graph):
+    counts = np.zeros((graph.number_of_nodes(), N_ORBITS), dtype=np.int64)
+    for v, degree in graph.degree():
+        counts[v, 0] = degree
+    for size in (3, 4):
+        for nodes in itertools.combinations(graph, size):
+            sub = graph.subgraph(nodes)
+            for edges, orbits in GRAPHLETS:
+                matcher = nx.isomorphism.GraphMatcher(sub, nx.Graph(edges))
+                if matcher.is_isomorphic():
+                    for v, w in matcher.mapping.items():
+                        counts[v, orbits[w]] += 1
+    return counts
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_orbit_counts_match_an_isomorphism_based_enumeration(seed):
+    graph = nx.gnp_random_graph(9, 0.45, seed=seed)
+    counts = orbit_counts(graph)
+    np.testing.assert_array_equal(counts, brute_force_orbits(graph))
+    triangles = np.array([nx.triangles(graph, v) for v in graph])
+    np.testing.assert_array_equal(counts[:, 3], triangles)
+    np.testing.assert_array_equal(counts[:, 2], counts[:, 0] * (counts[:, 0] - 1) // 2 - triangles)
+    np.testing.assert_allclose(orbit_statistic(graph), counts.mean(0))
+
+
+def test_graph_mmd_is_zero_on_equal_sets_and_large_on_different_families():
+    graphs = ego_graphs(40, seed=0)
+    complete = [nx.complete_graph(n) for n in range(6, 12)]
+    paths = [nx.path_graph(n) for n in range(6, 12)]
+    for statistic in ("degree", "clustering", "orbit"):
+        assert abs(graph_mmd(graphs, graphs, statistic)) < 1e-12
+        assert graph_mmd(complete, paths, statistic) > 0.3
+        assert graph_mmd(complete, paths, statistic) == pytest.approx(graph_mmd(paths, complete, statistic))
+    # Two disjoint halves of one Ego-like sample are closer than Ego-like graphs and paths.
+    for statistic in ("degree", "clustering"):
+        assert graph_mmd(graphs[:20], graphs[20:], statistic) < graph_mmd(graphs, paths, statistic) / 5
+
+
+def test_graph_mmd_matches_hand_computed_values():
+    path, triangle = [nx.path_graph(3)], [nx.complete_graph(3)]
+    # Degree pmfs (0, 2/3, 1/3) and (0, 0, 1): EMD = |CDF difference| summed = 2/3 (degree units), σ = 1.
+    assert graph_mmd(path, triangle, "degree") == pytest.approx(2 - 2 * math.exp(-((2 / 3) ** 2) / 2))
+    # Clustering: all mass in bin 0 vs bin 99, EMD = 0.99, σ = 0.1.
+    assert graph_mmd(path, triangle, "clustering") == pytest.approx(2 - 2 * math.exp(-(0.99**2) / 0.02))
+    # Mean orbit counts (4/3, 2/3, 1/3, 0, …) vs (2, 0, 0, 1, …): squared distance 2, σ = 30.
+    assert graph_mmd(path, triangle, "orbit") == pytest.approx(2 - 2 * math.exp(-2 / 1800))
+    assert graph_mmd(path, triangle, "orbit", sigma=1.0) == pytest.approx(2 - 2 * math.exp(-1))
+    # Biased estimator: within-set terms include the diagonal; two paths vs one triangle.
+    assert graph_mmd(path * 2, triangle, "degree") == pytest.approx(2 - 2 * math.exp(-((2 / 3) ** 2) / 2))
+
+
+def test_graph_mmd_rejects_bad_input():
+    graphs = [nx.path_graph(3)]
+    with pytest.raises(ValueError, match="statistic must be one of"):
+        graph_mmd(graphs, graphs, "spectral")
+    with pytest.raises(ValueError, match=r"generated\[1\] has no nodes"):
+        graph_mmd([nx.path_graph(2), nx.Graph()], graphs, "degree")
+    with pytest.raises(ValueError, match="reference must hold at least one graph"):
+        graph_mmd(graphs, [], "orbit")
+    with pytest.raises(ValueError, match="sigma"):
+        graph_mmd(graphs, graphs, "orbit", sigma=0.0)
+
+
+def test_draw_graphs_fills_panels_and_hides_spares():
+    fig, axes = plt.subplots(2, 3)
+    assert isinstance(draw_graphs(ego_graphs(4, seed=0), axes), Figure)
+    assert [ax.get_visible() for ax in axes.ravel()] == [True] * 4 + [False] * 2
+    with pytest.raises(ValueError, match="axes has 6 panels"):
+        draw_graphs(ego_graphs(7, seed=0), axes)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# GraphEnergy
+# ---------------------------------------------------------------------------------------------------------
+def test_graph_energy_maps_bit_batches_to_scalars():
+    energy = GraphEnergy(max_nodes=18)
+    bits = graphs_to_bits(ego_graphs(8, seed=0), 18)
+    assert energy(bits).shape == (8,)
+    assert energy(bits.long()).shape == (8,)  # cast to the parameters' dtype
+    with pytest.raises(ValueError, match=r"x must have shape \(B, 153\)"):
+        energy(torch.zeros(2, 152))
+
+
+@pytest.mark.parametrize("bad", [dict(max_nodes=1), dict(hidden=0), dict(depth=0), dict(activation="gelu")])
+def test_graph_energy_rejects_bad_configuration(bad):
+    with pytest.raises(ValueError):
+        GraphEnergy(**(dict(max_nodes=5) | bad))
+
+
+def permute_bits(bits, max_nodes, perm):
+    adjacency = bits_to_adjacency(bits, max_nodes)[:, perm][:, :, perm]
+    rows, cols = torch.triu_indices(max_nodes, max_nodes, offset=1)
+    return adjacency[:, rows, cols]
+
+
+def test_graph_energy_is_permutation_invariant_but_sees_structure():
+    energy = GraphEnergy(max_nodes=12)
+    bits = graphs_to_bits(ego_graphs(6, max_nodes=12, seed=1), 12)
+    perm = torch.randperm(12, generator=torch.Generator().manual_seed(0))  # also moves padding nodes
+    relabelled = permute_bits(bits, 12, perm)
+    assert not torch.equal(relabelled, bits)
+    torch.testing.assert_close(energy(relabelled), energy(bits), atol=1e-5, rtol=1e-5)
+    # An MLP on the same bits is not invariant: the check above can fail.
+    mlp = MLPEnergy(in_dim=num_pairs(12), hidden=32, depth=2)
+    assert (mlp(relabelled) - mlp(bits)).abs().max() > 1e-3
+    # Same numbers of nodes and edges, different degrees: different energies. (A per-node mean of the
+    # messages would give equal energies here: every node has neighbours and non-neighbours.)
+    chair = nx.Graph([(0, 1), (0, 2), (0, 3), (3, 4)])
+    values = GraphEnergy(max_nodes=5)(graphs_to_bits([nx.path_graph(5), chair], 5))
+    assert (values[0] - values[1]).abs() > 1e-4
+
+
+def test_graph_energy_has_finite_bit_gradients_and_works_in_float64():
+    energy = GraphEnergy(max_nodes=10)
+    bits = graphs_to_bits(ego_graphs(5, max_nodes=10, seed=2), 10)
+    values, grad = energy_and_grad(energy, bits)
+    assert grad.shape == bits.shape and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    energy64 = GraphEnergy(max_nodes=10).double()
+    values64, grad64 = energy_and_grad(energy64, bits.double())
+    assert values64.dtype == grad64.dtype == torch.float64 and torch.isfinite(grad64).all()
+    tiny = GraphEnergy(max_nodes=4, hidden=4, depth=2).double()
+    relaxed = torch.rand(3, num_pairs(4), dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(tiny, (relaxed,))
