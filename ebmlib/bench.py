@@ -37,8 +37,10 @@ PAPER_TABLE2: dict[int, dict[str, float]] = {
     1024: {"rm_ms": 1390.1, "rmwggis_ms": 244.9, "rm_mib": 4237, "rmwggis_mib": 931},
     2048: {"rm_ms": 2684.1, "rmwggis_ms": 434.1, "rm_mib": 9633, "rmwggis_mib": 951},
 }
+"""The paper's Table 2 (GPU; whole-process memory in MB) by dimension ``d``."""
 
 COLUMNS = ("d", "rm_ms", "rmwggis_ms", "speedup", "rm_mib", "rmwggis_mib", "memory_saving_%")
+"""Columns of the rows returned by :func:`bench_rmwggis` (times in ms, memory in MiB)."""
 _OOM_MESSAGES = ("out of memory", "can't allocate memory")
 
 
