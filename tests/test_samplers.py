@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ebmlib.data import all_binary_states
 from ebmlib.metrics import empirical_distribution, total_variation
-from ebmlib.samplers import flip_bits, flip_log_proposal, gibbs_binary, gwg_binary, langevin
+from ebmlib.samplers import flip_bits, flip_log_proposal, gibbs_binary, gibbs_random_site, gwg_binary, langevin
 from ebmlib.utils import energy_and_grad
 
 D = 6
@@ -87,6 +87,11 @@ def test_gibbs_leaves_target_invariant(order: str) -> None:
 @pytest.mark.parametrize("order", ["systematic", "random"])
 def test_gibbs_converges_from_uniform(order: str) -> None:
     assert tv_to_target(gibbs_binary(ENERGY, uniform_samples(N_CHAINS), 20, order=order)) < THRESHOLD
+
+
+def test_random_site_gibbs_leaves_target_invariant_and_converges() -> None:
+    assert tv_to_target(gibbs_random_site(ENERGY, exact_samples(N_CHAINS), 20)) < THRESHOLD
+    assert tv_to_target(gibbs_random_site(ENERGY, uniform_samples(N_CHAINS), 150)) < THRESHOLD
 
 
 @pytest.mark.parametrize("order", ["systematic", "random"])
@@ -235,6 +240,7 @@ def test_langevin_clamps_and_keeps_event_shape() -> None:
 SAMPLERS = {
     "gibbs": lambda e, x: gibbs_binary(e, x, 2, order="random"),
     "gwg": lambda e, x: gwg_binary(e, x, 3)[0],
+    "gibbs_random_site": lambda e, x: gibbs_random_site(e, x, 3),
     "langevin": lambda e, x: langevin(e, x, n_steps=3, step_size=0.1),
 }
 
