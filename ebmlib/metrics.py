@@ -1,4 +1,4 @@
-"""Sample-quality metrics: MMD² with Hamming kernels, and exact distributions on ``{0,1}^d``.
+"""Sample-quality metrics: MMD² with Hamming kernels, exact distributions on ``{0,1}^d``, Fréchet distances.
 
 Binary samples are ``(n, d)`` tensors of 0/1 values; floating inputs keep their dtype, integer and boolean
 ones are computed in the default floating dtype. State ``(x_1, …, x_d)`` has index ``Σ_j x_j 2^{d-j}``
@@ -238,3 +238,45 @@ def log_rmse(estimate: Tensor, target: Tensor) -> Tensor:
     check_tensor(estimate, "estimate", min_ndim=1, floating=True)
     check_tensor(target, "target", shape=tuple(estimate.shape), floating=True)
     return (estimate - target.to(estimate)).pow(2).mean().sqrt().log()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fréchet distance between feature sets (the statistic behind FID)
+# ---------------------------------------------------------------------------------------------------------
+def gaussian_frechet_distance(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor) -> Tensor:
+    r"""Fréchet (2-Wasserstein²) distance between :math:`N(\mu_1, \Sigma_1)` and :math:`N(\mu_2, \Sigma_2)`,
+
+    .. math:: \|\mu_1 - \mu_2\|^2 + \mathrm{tr}\big(\Sigma_1 + \Sigma_2
+              - 2\,(\Sigma_1^{1/2} \Sigma_2 \Sigma_1^{1/2})^{1/2}\big),
+
+    computed in float64 from symmetric eigendecompositions (the symmetric form of the
+    :math:`\mathrm{tr}(\Sigma_1\Sigma_2)^{1/2}` term of Heusel et al., 2017). Means ``(d,)``, covariances
+    ``(d, d)`` symmetric positive semi-definite; returns a 0-dim tensor.
+    """
+    check_tensor(mu1, "mu1", ndim=1)
+    d = mu1.shape[0]
+    check_tensor(mu2, "mu2", shape=(d,))
+    check_tensor(cov1, "cov1", shape=(d, d))
+    check_tensor(cov2, "cov2", shape=(d, d))
+    mu1, mu2, cov1, cov2 = (t.double() for t in (mu1, mu2, cov1, cov2))
+    for cov, name in ((cov1, "cov1"), (cov2, "cov2")):
+        if not torch.allclose(cov, cov.T, atol=1e-8 * max(1.0, cov.abs().max().item())):
+            raise ValueError(f"{name} must be symmetric")
+    evals1, evecs1 = torch.linalg.eigh(cov1)
+    sqrt1 = evecs1 @ torch.diag(evals1.clamp_min(0).sqrt()) @ evecs1.T
+    middle = sqrt1 @ cov2 @ sqrt1
+    trace_sqrt = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+    return (mu1 - mu2).pow(2).sum() + cov1.trace() + cov2.trace() - 2 * trace_sqrt
+
+
+def frechet_distance(x: Tensor, y: Tensor) -> Tensor:
+    """Fréchet distance between Gaussians fitted to two feature sets ``(n, d)`` and ``(m, d)``.
+
+    With Inception-v3 pool features of images this is the FID (Heusel et al., 2017); with the features of
+    another network it is a Fréchet distance in *that* network's feature space, comparable only within it.
+    The covariances are the unbiased sample covariances; ``n, m >= 2``.
+    """
+    _check_pair(x, y, "x y", binary=False, min_rows=2)
+    x, y = x.double(), y.double()
+    return gaussian_frechet_distance(x.mean(0), torch.cov(x.T).reshape(x.shape[1], -1),
+                                     y.mean(0), torch.cov(y.T).reshape(y.shape[1], -1))

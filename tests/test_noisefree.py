@@ -1,0 +1,311 @@
+"""Noise-free EBMs: ODE/Euler samplers, flow log-density, Hutchinson, the eq. 12 loss, Fréchet distance."""
+
+import itertools
+import math
+
+import pytest
+import scipy.linalg
+import torch
+from torch import nn
+
+from ebmlib.metrics import frechet_distance, gaussian_frechet_distance
+from ebmlib.nets import MLPEnergy
+from ebmlib.noisefree import (
+    ConvEnergy,
+    FeatureClassifier,
+    FlowMaximumLikelihood,
+    SelfAdversarialLoss,
+    euler_sample,
+    flow_log_prob,
+    frozen,
+    hessian_trace,
+    hutchinson_trace,
+    noisy_sample,
+    ode_sample,
+    self_adversarial_loss,
+)
+
+A = torch.tensor([[1.5, 0.4], [0.4, 0.7]], dtype=torch.float64)  # symmetric positive definite
+T = 0.3
+
+
+def quadratic(x):
+    """E(x) = x^T A x / 2, so -∇E = -A x: a linear flow x_T = exp(-A T) x_0."""
+    return 0.5 * ((x @ A) * x).sum(-1)
+
+
+class DiagonalQuadratic(nn.Module):
+    """E_θ(x) = Σ_i a_i x_i² / 2 + b_i x_i with θ = (a, b): the Euler path has a closed form."""
+
+    def __init__(self, a, b):
+        super().__init__()
+        self.a, self.b = nn.Parameter(a.clone()), nn.Parameter(b.clone())
+
+    def forward(self, x):
+        return (0.5 * self.a * x**2 + self.b * x).sum(-1)
+
+
+def test_ode_flow_of_quadratic_energy_is_linear():
+    x0 = torch.randn(50, 2, dtype=torch.float64)
+    expected = x0 @ torch.linalg.matrix_exp(-A * T).T
+    got = ode_sample(quadratic, x0, T=T, rtol=1e-9, atol=1e-9)
+    assert torch.allclose(got, expected, atol=1e-7)
+
+
+def test_flow_log_prob_of_quadratic_energy_matches_closed_form():
+    # p_T = N(0, Σ) with Σ = exp(-A T) exp(-A T)^T = exp(-2 A T).
+    cov = torch.linalg.matrix_exp(-2 * A * T)
+    x = torch.randn(200, 2, dtype=torch.float64)
+    exact = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=torch.float64), cov).log_prob(x)
+    log_p, x0 = flow_log_prob(quadratic, x, T=T, rtol=1e-8, atol=1e-8)
+    assert (log_p - exact).abs().max() < 1e-4
+    assert torch.allclose(x0, x @ torch.linalg.matrix_exp(A * T).T, atol=1e-4)
+
+
+def test_flow_log_prob_is_normalised_on_a_grid():
+    # A non-quadratic energy: the flow density must still integrate to one (base mass inside [-6, 6]² ≈ 1).
+    torch.manual_seed(1)
+    net = MLPEnergy(2, hidden=16, depth=2).double()
+    n = 120
+    axis = torch.linspace(-6, 6, n + 1, dtype=torch.float64)
+    centres = (axis[1:] + axis[:-1]) / 2
+    grid = torch.cartesian_prod(centres, centres)
+    log_p, _ = flow_log_prob(net, grid, T=0.5, rtol=1e-6, atol=1e-6)
+    mass = log_p.exp().sum() * (12 / n) ** 2
+    assert abs(mass.item() - 1) < 2e-3
+
+
+def test_euler_sampler_on_quadratic_energy():
+    x0 = torch.randn(10, 2, dtype=torch.float64)
+    step = torch.eye(2, dtype=torch.float64) - 0.1 / 2 * A
+    expected = x0 @ torch.linalg.matrix_power(step, 7).T
+    assert torch.allclose(euler_sample(quadratic, x0, n_steps=7, step_size=0.1), expected, atol=1e-12)
+
+
+def test_noisy_sampler_reduces_to_euler_without_noise_and_spreads_with_it():
+    x0 = torch.randn(4000, 2, dtype=torch.float64)
+    clean = euler_sample(quadratic, x0, n_steps=5, step_size=0.2)
+    assert torch.allclose(noisy_sample(quadratic, x0, n_steps=5, step_size=0.2, noise_scale=0.0), clean)
+    noisy = noisy_sample(quadratic, x0, n_steps=5, step_size=0.2, noise_scale=0.1)
+    # Linear dynamics: the noise adds Σ_k M^k (0.1² I) M^kᵀ to the covariance, M = I - 0.1 A.
+    m = torch.eye(2, dtype=torch.float64) - 0.1 * A
+    added = sum(0.01 * torch.linalg.matrix_power(m, k) @ torch.linalg.matrix_power(m, k).T for k in range(5))
+    diff_cov = torch.cov((noisy - clean).T)
+    assert torch.allclose(diff_cov, added, atol=0.01)
+
+
+def test_hessian_trace_exact_on_quadratic():
+    x = torch.randn(5, 2, dtype=torch.float64)
+    grad, trace = hessian_trace(quadratic, x)
+    assert torch.allclose(grad, x @ A) and torch.allclose(trace, A.trace().expand(5))
+
+
+def test_hutchinson_is_unbiased_against_the_exact_trace():
+    torch.manual_seed(2)
+    net = MLPEnergy(3, hidden=16, depth=2).double()
+    x = torch.randn(6, 3, dtype=torch.float64)
+    _, exact = hessian_trace(net, x)
+    # The mean over all 2^d Rademacher probes is exactly E[v^T H v] = tr H.
+    probes = torch.tensor(list(itertools.product([-1.0, 1.0], repeat=3)), dtype=torch.float64)
+    mean = sum(hutchinson_trace(net, x, v.expand(6, 3))[1] for v in probes) / len(probes)
+    assert torch.allclose(mean, exact, atol=1e-10)
+    single = hutchinson_trace(net, x, probes[1].expand(6, 3))[1]
+    assert not torch.allclose(single, exact, atol=1e-3), "one probe should not be exact (test has power)"
+    # Gaussian probes: Monte Carlo mean within 5 standard errors.
+    draws = torch.stack([hutchinson_trace(net, x, torch.randn(6, 3, dtype=torch.float64))[1] for _ in range(2000)])
+    se = draws.std(0) / math.sqrt(len(draws))
+    assert ((draws.mean(0) - exact).abs() < 5 * se).all()
+
+
+def test_hutchinson_flow_log_prob_averages_to_exact():
+    torch.manual_seed(3)
+    net = MLPEnergy(2, hidden=16, depth=2).double()
+    x = torch.randn(8, 2, dtype=torch.float64)
+    exact, _ = flow_log_prob(net, x, T=0.3, rtol=1e-9, atol=1e-9)
+    probes = torch.tensor(list(itertools.product([-1.0, 1.0], repeat=2)), dtype=torch.float64)
+    estimates = [flow_log_prob(net, x, T=0.3, rtol=1e-9, atol=1e-9, trace="hutchinson", noise=v.expand(8, 2))[0]
+                 for v in probes]
+    assert torch.allclose(sum(estimates) / len(estimates), exact, atol=1e-6)
+
+
+def test_flow_maximum_likelihood_gradient_matches_closed_form():
+    # E = s |x|²/2: log p_T(x) = -log(2π) + 2 s T - e^{2sT} |x|²/2 in 2D, d/ds = 2T - T e^{2sT} |x|².
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.s = nn.Parameter(torch.tensor(0.8, dtype=torch.float64))
+
+        def forward(self, x):
+            return 0.5 * self.s * x.pow(2).sum(-1)
+
+    model = Scaled()
+    x = torch.randn(30, 2, dtype=torch.float64)
+    nll, logs = FlowMaximumLikelihood(T=T, rtol=1e-9, atol=1e-9)(model, x)
+    nll.backward()
+    s = 0.8
+    log_p = -math.log(2 * math.pi) + 2 * s * T - math.exp(2 * s * T) * x.pow(2).sum(-1) / 2
+    grad = 2 * T - T * math.exp(2 * s * T) * x.pow(2).sum(-1)
+    assert abs(logs["log_likelihood"].item() - log_p.mean().item()) < 1e-6
+    assert abs(model.s.grad.item() + grad.mean().item()) < 1e-5
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The self-adversarial loss (eq. 12)
+# ---------------------------------------------------------------------------------------------------------
+def _hand_gradients(a, b, x_pos, x0, n_steps, eta):
+    """Gradients of the critic and generator terms of eq. 12 for DiagonalQuadratic, by hand."""
+    c = 1 - eta * a / 2  # x_{k+1} = c x_k - (η/2) b, per coordinate
+    powers = torch.stack([c**j for j in range(n_steps)])
+    s = powers.sum(0)
+    ds_dc = sum(j * c ** (j - 1) for j in range(1, n_steps))
+    x_k = c**n_steps * x0 - eta / 2 * b * s
+    dxk_da = n_steps * c ** (n_steps - 1) * (-eta / 2) * x0 - eta / 2 * b * ds_dc * (-eta / 2)
+    dxk_db = -eta / 2 * s
+    r = a * x_k + b  # ∂E_sg(θ)/∂x at x_K
+    generator = ((r * dxk_da).mean(0), (r * dxk_db).expand_as(r).mean(0))
+    critic = ((0.5 * x_pos**2).mean(0) - (0.5 * x_k**2).mean(0), x_pos.mean(0) - x_k.mean(0))
+    return critic, generator, x_k
+
+
+@pytest.fixture
+def tiny():
+    torch.manual_seed(4)
+    a = torch.tensor([0.8, 1.3, 0.5], dtype=torch.float64)
+    b = torch.tensor([0.2, -0.4, 0.1], dtype=torch.float64)
+    x_pos = torch.randn(5, 3, dtype=torch.float64) + 1
+    x0 = torch.randn(5, 3, dtype=torch.float64)
+    return a, b, x_pos, x0
+
+
+@pytest.mark.parametrize("generator", [False, True])
+def test_self_adversarial_gradient_matches_hand_computation(tiny, generator):
+    a, b, x_pos, x0 = tiny
+    model = DiagonalQuadratic(a, b)
+    x_k = euler_sample(model, x0, n_steps=4, step_size=0.3, create_graph=generator)
+    critic, gen, x_k_hand = _hand_gradients(a, b, x_pos, x0, 4, 0.3)
+    assert torch.allclose(x_k, x_k_hand)
+    loss, logs = self_adversarial_loss(model, x_pos, x_k, generator=generator)
+    loss.backward()
+    expected_a = critic[0] + (gen[0] if generator else 0)
+    expected_b = critic[1] + (gen[1] if generator else 0)
+    assert torch.allclose(model.a.grad, expected_a, atol=1e-12)
+    assert torch.allclose(model.b.grad, expected_b, atol=1e-12)
+    assert ("generator" in logs) == generator
+
+
+def test_generator_term_alone_reaches_theta_only_through_the_trajectory(tiny):
+    a, b, x_pos, x0 = tiny
+    model = DiagonalQuadratic(a, b)
+    x_k = euler_sample(model, x0, n_steps=4, step_size=0.3, create_graph=True)
+    frozen(model)(x_k).mean().backward()
+    _, gen, _ = _hand_gradients(a, b, x_pos, x0, 4, 0.3)
+    assert torch.allclose(model.a.grad, gen[0], atol=1e-12) and torch.allclose(model.b.grad, gen[1], atol=1e-12)
+
+
+def test_no_gradient_leaks_into_stop_gradient_branches(tiny):
+    a, b, x_pos, _ = tiny
+    model = DiagonalQuadratic(a, b)
+    # sg(θ): a fixed input through the frozen energy gives the parameters no gradient at all.
+    frozen_energy = frozen(model)(x_pos)
+    assert not frozen_energy.requires_grad
+    # sg[x_K]: the critic term sends nothing back into the samples' graph.
+    z = x_pos.clone().requires_grad_(True)
+    loss, _ = self_adversarial_loss(model, x_pos, 2 * z, generator=False)
+    loss.backward()
+    assert z.grad is None and model.a.grad is not None
+
+
+def test_self_adversarial_loss_class_trains_a_step():
+    torch.manual_seed(5)
+    model = MLPEnergy(2, hidden=16, depth=2)
+    x = torch.randn(32, 2) * 0.5 + 1
+    for loss_fn in (
+        SelfAdversarialLoss("ode", T=0.2, rtol=1e-3, atol=1e-3),
+        SelfAdversarialLoss("euler", n_steps=3, step_size=0.1),
+        SelfAdversarialLoss("euler", generator=True, n_steps=3, step_size=0.1),
+        SelfAdversarialLoss("noisy", n_steps=3, step_size=0.1, noise_scale=0.1),
+    ):
+        model.zero_grad()
+        loss, logs = loss_fn(model, x)
+        loss.backward()
+        grads = [p.grad for p in model.parameters()]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads)
+        assert all(math.isfinite(v) for v in logs.values())
+
+
+def test_image_energy_and_classifier_shapes():
+    images = torch.randn(4, 1, 8, 8)
+    assert ConvEnergy(8, nf=4, n_down=2)(images).shape == (4,)
+    classifier = FeatureClassifier(8, feature_dim=16)
+    assert classifier(images).shape == (4, 10) and classifier.features(images).shape == (4, 16)
+    x_k = euler_sample(ConvEnergy(8, nf=4, n_down=2), images, n_steps=2, step_size=0.1)
+    assert x_k.shape == images.shape
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fréchet distance
+# ---------------------------------------------------------------------------------------------------------
+def test_gaussian_frechet_distance_closed_forms():
+    mu1, mu2 = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 0.0])
+    var1, var2 = torch.tensor([1.0, 4.0, 0.25]), torch.tensor([2.0, 1.0, 1.0])
+    # Diagonal covariances: |μ1-μ2|² + Σ (√v1 - √v2)².
+    expected = (mu1 - mu2).pow(2).sum() + (var1.sqrt() - var2.sqrt()).pow(2).sum()
+    got = gaussian_frechet_distance(mu1, torch.diag(var1), mu2, torch.diag(var2))
+    assert torch.allclose(got, expected.double(), atol=1e-10)
+    # General covariances against scipy's matrix square root of Σ1 Σ2.
+    g = torch.Generator().manual_seed(0)
+    m1, m2 = torch.randn(4, 4, generator=g, dtype=torch.float64), torch.randn(4, 4, generator=g, dtype=torch.float64)
+    c1, c2 = m1 @ m1.T + 0.1 * torch.eye(4), m2 @ m2.T + 0.1 * torch.eye(4)
+    cross = scipy.linalg.sqrtm((c1 @ c2).numpy()).real.trace()
+    expected = float(c1.trace() + c2.trace() - 2 * cross)
+    assert abs(gaussian_frechet_distance(torch.zeros(4), c1, torch.zeros(4), c2).item() - expected) < 1e-8
+
+
+def test_frechet_distance_of_gaussian_samples():
+    g = torch.Generator().manual_seed(1)
+    cov2 = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+    x = torch.randn(200_000, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(200_000, 2, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(cov2).T + 1.0
+    exact = gaussian_frechet_distance(torch.zeros(2), torch.eye(2), torch.ones(2), cov2)
+    assert abs(frechet_distance(x, y) - exact) < 0.03
+    assert frechet_distance(x[:100_000], x[100_000:]) < 1e-3
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: ode_sample(quadratic, torch.randn(3, 2, dtype=torch.float64), T=0.0),
+        lambda: ode_sample(quadratic, torch.randn(3, 2, dtype=torch.float64), rtol=-1.0),
+        lambda: ode_sample(quadratic, torch.ones(3, 2, dtype=torch.long)),
+        lambda: euler_sample(quadratic, torch.randn(3, 2, dtype=torch.float64), n_steps=0, step_size=0.1),
+        lambda: euler_sample(quadratic, torch.randn(3, 2, dtype=torch.float64), n_steps=2, step_size=0.0),
+        lambda: noisy_sample(quadratic, torch.randn(3, 2, dtype=torch.float64), n_steps=2, step_size=0.1,
+                             noise_scale=-0.1),
+        lambda: flow_log_prob(quadratic, torch.randn(3, 2, dtype=torch.float64), trace="bogus"),
+        lambda: flow_log_prob(quadratic, torch.randn(3, 2, dtype=torch.float64), trace="hutchinson",
+                              noise=torch.randn(3, 3, dtype=torch.float64)),
+        lambda: flow_log_prob(quadratic, torch.full((3, 2), float("nan"), dtype=torch.float64)),
+        lambda: hessian_trace(quadratic, torch.randn(3, 2, 1, dtype=torch.float64)),
+        lambda: SelfAdversarialLoss("ode", generator=True),
+        lambda: SelfAdversarialLoss("langevin"),
+        lambda: self_adversarial_loss(MLPEnergy(2), torch.randn(3, 2), torch.randn(3, 2), generator=True),
+        lambda: self_adversarial_loss(MLPEnergy(2), torch.randn(3, 2), torch.randn(3, 3), generator=False),
+        lambda: frozen(quadratic),
+        lambda: ConvEnergy(10, n_down=2),
+        lambda: frechet_distance(torch.randn(1, 3), torch.randn(5, 3)),
+        lambda: frechet_distance(torch.randn(5, 3), torch.randn(5, 2)),
+        lambda: gaussian_frechet_distance(torch.zeros(2), torch.tensor([[1.0, 0.5], [0.0, 1.0]]), torch.zeros(2),
+                                          torch.eye(2)),
+    ],
+)
+def test_bad_input_raises_value_error(call):
+    with pytest.raises(ValueError):
+        call()
+
+
+def test_nan_energy_raises():
+    with pytest.raises(ValueError):
+        euler_sample(lambda x: x.sum(-1) * float("nan"), torch.randn(3, 2), n_steps=2, step_size=0.1)
