@@ -3,7 +3,8 @@
 * :func:`sample_toy` draws from the 2-D toy densities of FFJORD / Gibbs-with-Gradients (:data:`TOY_NAMES`);
   :func:`toy_log_prob` is the exact log-density where analytic, :func:`toy_mode_centres` the mixture means.
 * :class:`GrayCode` turns 2-D points into the ``2 * n_bits`` binary strings used by the RMwGGIS and
-  energy-discrepancy papers for discrete density estimation, and back.
+  energy-discrepancy papers for discrete density estimation, and back; :class:`BaseQCode` writes them as
+  base-``q`` digits (categorical values) instead.
 * :class:`IsingLattice` is the lattice Ising model of Gibbs-with-Gradients / RMwGGIS, with an exact
   enumeration for small lattices and a vectorised chromatic Gibbs sampler for ground-truth samples.
 * :func:`all_binary_states` enumerates ``{0, 1}^d``; row ``k``
@@ -230,6 +231,25 @@ def toy_mode_centres(name: str, *, device: torch.device | str | None = None,
     return _nine_gaussian_centres(dtype).to(device)
 
 
+def sample_toy_mixture(name: str, n: int, *, generator: torch.Generator | None = None,
+                       device: torch.device | str | None = None,
+                       dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    """Like :func:`sample_toy` for ``8gaussians`` / ``9gaussians``, also returning each point's component.
+
+    Returns
+    -------
+    x, component
+        Points ``(n, 2)`` and the index ``k`` (``torch.long``, ``(n,)``) of the mean
+        ``toy_mode_centres(name)[k]`` each point was drawn around.
+    """
+    centres = toy_mode_centres(name, dtype=_check_float_dtype(dtype))
+    check_int(n, "n", minimum=1)
+    std = _EIGHT_GAUSS_STD / _EIGHT_GAUSS_DIVISOR if name == "8gaussians" else _NINE_GAUSS_STD
+    component = torch.randint(len(centres), (n,), generator=generator)
+    x = centres[component] + std * torch.randn(n, 2, generator=generator, dtype=dtype)
+    return x.to(device), component.to(device)
+
+
 def _mixture_log_prob(x: Tensor, centres: Tensor, std: float) -> Tensor:
     # log (1/K) Σ_k N(x; μ_k, std² I) in two dimensions.
     sq_dist = (x[:, None, :] - centres[None]).pow(2).sum(-1)
@@ -352,6 +372,83 @@ class GrayCode:
         magnitude = (binary.double() * self._place_values(bits.device)).sum(dim=-1)
         sign = 1 - 2 * words[..., 0]
         return (sign * (magnitude + 0.5) / self.int_scale).to(dtype)
+
+
+@dataclass(frozen=True)
+class BaseQCode:
+    """Base-``q`` digits of 2-D points: the energy-discrepancy paper's "beyond binary" toys (no Gray code).
+
+    A coordinate ``v ∈ (-f_scale, f_scale)`` is shifted to ``u = (v + f_scale) / 2 · int_scale`` with
+    ``int_scale = q**n_digits / (f_scale + 1)`` and written as the ``n_digits`` base-``q`` digits of
+    ``floor(u)``, most significant first. The two words are concatenated: ``2 * n_digits`` categorical values
+    in ``{0, …, q-1}``, returned as floats. The paper uses ``q = 5`` with 8 digits per coordinate (16 in all)
+    and ``q = 10`` with 6.
+
+    Parameters
+    ----------
+    f_scale
+        Data scale ``> 0`` (``max |samples| + 1``, see :meth:`from_samples`); ``|v| >= f_scale`` raises.
+    base
+        ``q >= 2``.
+    n_digits
+        Digits per coordinate, ``>= 1``, with ``q**n_digits < 2**53``.
+    """
+
+    f_scale: float
+    base: int = 5
+    n_digits: int = 8
+
+    def __post_init__(self) -> None:
+        check_positive(self.f_scale, "f_scale")
+        check_int(self.base, "base", minimum=2)
+        check_int(self.n_digits, "n_digits", minimum=1)
+        if self.base**self.n_digits >= 2**53:
+            raise ValueError(f"n_digits: base**n_digits must be < 2**53, got {self.base}**{self.n_digits}")
+
+    @property
+    def int_scale(self) -> float:
+        """Integer units per unit of ``u``: ``q**n_digits / (f_scale + 1)``."""
+        return self.base**self.n_digits / (self.f_scale + 1)
+
+    @property
+    def dim(self) -> int:
+        """Digits per point, ``2 * n_digits``."""
+        return 2 * self.n_digits
+
+    @classmethod
+    def from_samples(cls, points: Tensor, base: int = 5, n_digits: int = 8) -> BaseQCode:
+        """Code with ``f_scale = max |points| + 1``; ``points``: ``(B, 2)``."""
+        check_tensor(points, "points", shape=(None, 2), floating=True)
+        if points.shape[0] == 0:
+            raise ValueError("points must contain at least one point")
+        return cls(f_scale=float(points.abs().max()) + 1.0, base=base, n_digits=n_digits)
+
+    def _place_values(self, device: torch.device) -> Tensor:
+        return torch.pow(float(self.base), torch.arange(self.n_digits - 1, -1, -1, device=device, dtype=torch.float64))
+
+    def encode(self, points: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
+        """Digits of ``points``: ``(B, 2)`` floating → ``(B, 2 * n_digits)`` integer-valued floats."""
+        check_tensor(points, "points", shape=(None, 2), floating=True)
+        dtype = _check_float_dtype(dtype)
+        if (points.abs() >= self.f_scale).any():
+            raise ValueError(f"points: every |coordinate| must be < f_scale = {self.f_scale}, "
+                             f"got max {float(points.abs().max())}")
+        level = torch.floor((points.double() + self.f_scale) / 2 * self.int_scale)
+        digits = torch.fmod(torch.floor(level.unsqueeze(-1) / self._place_values(points.device)), self.base)
+        return digits.reshape(len(points), self.dim).to(dtype)
+
+    def decode(self, codes: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
+        """Cell midpoints: ``(B, 2 * n_digits)`` digits → ``(B, 2)``, ``v = 2 (n + ½) / int_scale - f_scale``.
+
+        ``encode(decode(c)) == c`` for every code whose cell lies inside ``(-f_scale, f_scale)``.
+        """
+        check_tensor(codes, "codes", shape=(None, self.dim))
+        if not ((codes == codes.round()) & (codes >= 0) & (codes < self.base)).all():
+            raise ValueError(f"codes must hold integer digits in [0, {self.base})")
+        dtype = _check_float_dtype(dtype)
+        words = codes.double().reshape(len(codes), 2, self.n_digits)
+        level = (words * self._place_values(codes.device)).sum(dim=-1)
+        return (2 * (level + 0.5) / self.int_scale - self.f_scale).to(dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------
