@@ -1,0 +1,144 @@
+"""Mixed tabular data: ring table, energy network, categorical Gibbs, loaders (Adult on a fixture), TSTR."""
+
+import hashlib
+
+import pandas as pd
+import pytest
+import torch
+
+from ebmlib.tabular import (
+    RING_CLASSES,
+    MixedEnergy,
+    gibbs_categorical,
+    langevin_gibbs,
+    load_adult,
+    load_penguins,
+    ring_plot_coordinates,
+    sample_rings,
+    split_rows,
+    table_from_frame,
+    tstr_auc,
+)
+
+
+def test_ring_table_structure():
+    rows = sample_rings(5000, generator=torch.Generator().manual_seed(0))
+    assert rows.shape == (5000, 4)
+    radius = rows[:, :2].norm(dim=1)
+    assert (radius - 1.5).abs().max() < 0.1
+    ring, colour = rows[:, 2].long(), rows[:, 3].long()
+    assert set(ring.tolist()) == {0, 1, 2, 3} and colour.min() >= 0 and colour.max() <= 15
+    # The colour is the angle's octant shifted by 4 · ring.
+    angle = torch.atan2(rows[:, 1], rows[:, 0]) % (2 * torch.pi)
+    octant = torch.floor(angle / (torch.pi / 4)).long().clamp(max=7)
+    assert ((octant + 4 * ring) % 16 == colour).float().mean() > 0.999
+    plotted = ring_plot_coordinates(rows).norm(dim=1)
+    assert torch.allclose(plotted / radius, rows[:, 2] + 1)
+
+
+def test_mixed_energy_shapes_and_errors():
+    energy = MixedEnergy(2, RING_CLASSES, hidden=16, depth=2)
+    rows = sample_rings(7)
+    assert energy(rows).shape == (7,)
+    with pytest.raises(ValueError, match="x"):
+        energy(rows[:, :3])
+
+
+def test_gibbs_categorical_matches_exact_conditionals():
+    """One Gibbs sweep from the exact joint distribution leaves it invariant (frequency check)."""
+    torch.manual_seed(0)
+    table = torch.randn(3, 4)
+
+    def energy(x):
+        return table[x[:, 1].long(), x[:, 2].long()] + 0.0 * x[:, 0]
+
+    probs = torch.softmax(-table.flatten(), 0)
+    n = 40_000
+    index = torch.multinomial(probs, n, replacement=True)
+    x = torch.stack([torch.randn(n), (index // 4).float(), (index % 4).float()], dim=1)
+    moved = gibbs_categorical(energy, x, (3, 4), 1, n_numeric=1)
+    freq = torch.bincount((moved[:, 1] * 4 + moved[:, 2]).long(), minlength=12).float() / n
+    assert (freq - probs).abs().max() < 0.012
+    assert torch.equal(moved[:, 0], x[:, 0]), "numeric columns must stay fixed"
+    # From a point mass, one sweep draws column 0 from its conditional given column 1.
+    start = torch.tensor([[0.0, 0.0, 2.0]]).expand(n, -1).contiguous()
+    first = gibbs_categorical(energy, start, (3, 4), 1, n_numeric=1)
+    cond = torch.softmax(-table[:, 2], 0)
+    freq0 = torch.bincount(first[:, 1].long(), minlength=3).float() / n
+    assert (freq0 - cond).abs().max() < 0.012
+
+
+def test_langevin_gibbs_moves_numeric_towards_low_energy():
+    torch.manual_seed(1)
+
+    def energy(x):
+        return 0.5 * ((x[:, :2] - 3.0) ** 2).sum(-1) + (x[:, 2] != 1).float() * 5
+
+    x = torch.cat([torch.zeros(500, 2), torch.zeros(500, 1)], dim=1)
+    out = langevin_gibbs(energy, x, (3,), n_numeric=2, n_rounds=300, step_size=0.05)
+    assert (out[:, :2].mean(0) - 3).abs().max() < 0.2
+    assert (out[:, 2] == 1).float().mean() > 0.97
+
+
+def test_table_from_frame_and_penguins():
+    frame = pd.DataFrame({"a": [1.0, 2.0, None, 4.0], "c": ["x", "y", "x", "z"], "o": [3, 1, 2, 2]})
+    table = table_from_frame(frame, ["a"], ["c", "o"])
+    assert table.rows().shape == (3, 3) and table.categories == [["x", "y", "z"], [1, 2, 3]]
+    assert torch.allclose(table.numeric.mean(), torch.tensor(0.0), atol=1e-6)
+    assert table.column("o") == 2
+    with pytest.raises(ValueError, match="columns"):
+        table_from_frame(frame, ["missing"], ["c"])
+    penguins = load_penguins()
+    assert penguins.rows().shape == (333, 8) and penguins.n_classes == (3, 3, 2, 3)
+
+
+ADULT_LINES = [
+    "39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, Male, 2174, 0, 40, "
+    "United-States, <=50K",
+    "50, Self-emp-not-inc, 83311, Bachelors, 13, Married-civ-spouse, Exec-managerial, Husband, White, Male, 0, 0, "
+    "13, United-States, >50K",
+    "38, ?, 215646, HS-grad, 9, Divorced, Handlers-cleaners, Not-in-family, White, Male, 0, 0, 40, "
+    "United-States, <=50K",
+    "28, Private, 338409, Masters, 14, Married-civ-spouse, Prof-specialty, Wife, Black, Female, 0, 0, 40, "
+    "Cuba, <=50K.",
+]
+
+
+def test_adult_loader_verifies_the_checksum(tmp_path):
+    raw = ("\n".join(ADULT_LINES) + "\n").encode()
+    (tmp_path / "adult.data").write_bytes(raw)
+    digest = hashlib.sha256(raw).hexdigest()
+    table = load_adult(tmp_path, expected_sha256=digest)
+    assert table.rows().shape == (3, 6 + 9)  # the row with '?' is dropped
+    assert table.categories[table.categorical_names.index("income")] == ["<=50K", ">50K"]
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_adult(tmp_path, expected_sha256="0" * 64)
+    with pytest.raises(ValueError, match="expected_sha256"):
+        load_adult(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load_adult(tmp_path / "nowhere", expected_sha256=digest)
+
+
+def test_tstr_auc():
+    gen = torch.Generator().manual_seed(2)
+    n = 400
+    label = torch.randint(0, 2, (n,), generator=gen).float()
+    rows = torch.stack([label + 0.3 * torch.randn(n, generator=gen), label], dim=1)
+    train, test = split_rows(rows, 0.5)
+    for model in ("xgboost", "sklearn"):
+        assert tstr_auc(train, test, target=1, n_numeric=1, n_classes=(2,), model=model) > 0.9
+    # Labels shuffled in the training rows: no better than chance.
+    shuffled = train.clone()
+    shuffled[:, 1] = shuffled[torch.randperm(len(train), generator=gen), 1]
+    assert tstr_auc(shuffled, test, target=1, n_numeric=1, n_classes=(2,)) < 0.65
+    one_class = train.clone()
+    one_class[:, 1] = 0
+    assert tstr_auc(one_class, test, target=1, n_numeric=1, n_classes=(2,)) == 0.5
+    with pytest.raises(ValueError, match="target"):
+        tstr_auc(train, test, target=0, n_numeric=1, n_classes=(2,))
+    with pytest.raises(ValueError, match="model"):
+        tstr_auc(train, test, target=1, n_numeric=1, n_classes=(2,), model="forest")
+    bad = train.clone()
+    bad[0, 1] = 2
+    with pytest.raises(ValueError, match="categorical"):
+        tstr_auc(bad, test, target=1, n_numeric=1, n_classes=(2,))
