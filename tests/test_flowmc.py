@@ -1,0 +1,196 @@
+"""MALA, i-SIR and flowMC against a known 2D Gaussian mixture; split R-hat; the flowMC-EBM training step."""
+
+import math
+
+import pytest
+import torch
+
+from ebmlib.flowmc import FlowEBMLoss, TiltedEnergy, flowmc, isir_step, latent_mala, mala, toy_energy_net
+from ebmlib.flows import RealNVP
+from ebmlib.metrics import median_squared_log_density_error, mode_weight_mse, mode_weights, split_rhat
+from ebmlib.mixtures import GaussianMixture, Rings, paper_mixture
+
+# The motivating example: 1/3 N(-1.5·1, 0.05 I) + 2/3 N(1.5·1, 0.1 I). Exact moments per coordinate:
+# mean = 1.5 (2/3 - 1/3) = 0.5, variance = E[x²] - mean² = (2.25 + 0.05/3 + 0.2/3) - 0.25.
+TARGET = paper_mixture("two_modes")
+MEAN, VAR, WEIGHTS = 0.5, 2.25 + 0.25 / 3 - 0.25, torch.tensor([1 / 3, 2 / 3])
+N_CHAINS = 4000
+# Standard errors with 4000 independent chains: mean 0.023, weight 0.0075; tolerances are ~4 of them.
+MEAN_TOL, VAR_RTOL, WEIGHT_TOL = 0.1, 0.08, 0.03
+
+
+def _check_moments_and_weights(x):
+    assert torch.isfinite(x).all()
+    assert (x.mean(0) - MEAN).abs().max() < MEAN_TOL, x.mean(0)
+    assert ((x.var(0) / VAR) - 1).abs().max() < VAR_RTOL, x.var(0)
+    weights = mode_weights(x, TARGET.means)
+    assert (weights - WEIGHTS).abs().max() < WEIGHT_TOL, weights
+    # Within-mode spread: the MH correction keeps the narrow modes' variances (0.05 and 0.1) exact.
+    nearest = torch.cdist(x, TARGET.means).argmin(1)
+    for k, var in enumerate((0.05, 0.1)):
+        assert abs(x[nearest == k].var(0).mean().item() / var - 1) < 0.1
+
+
+def test_mixture_sampler_and_log_prob():
+    x, labels = TARGET.sample(N_CHAINS)
+    _check_moments_and_weights(x)
+    assert abs(labels.float().mean().item() - 2 / 3) < WEIGHT_TOL
+    assert abs(TARGET.max_marginal_std() - math.sqrt(VAR)) < 1e-5
+
+
+def test_mala_leaves_the_mixture_invariant():
+    x0, _ = TARGET.sample(N_CHAINS)
+    # A step this large biases unadjusted Langevin by ~25% in the narrow modes' variance; MALA must not.
+    result = mala(TARGET.energy, x0, n_steps=30, step_size=0.02)
+    _check_moments_and_weights(result.x)
+    assert 0.3 < result.acceptance.mean() < 0.99
+
+
+def test_mala_adapts_its_step_size_towards_the_target():
+    x0, _ = TARGET.sample(1000)
+    result = mala(TARGET.energy, x0, n_steps=150, step_size=1e-4, target_accept=0.75)
+    assert result.step_size > 1e-3
+    late = mala(TARGET.energy, result.x, n_steps=50, step_size=result.step_size)
+    assert abs(late.acceptance.mean().item() - 0.75) < 0.08
+
+
+def test_isir_leaves_the_mixture_invariant_and_restores_weights():
+    flow = RealNVP(2, base_std=TARGET.max_marginal_std())  # identity: the proposal is the Gaussian base
+    x0, _ = TARGET.sample(N_CHAINS)
+    x = x0
+    for _ in range(5):
+        x, _ = isir_step(TARGET.energy, x, flow, 16)
+    _check_moments_and_weights(x)
+    # From all chains in the small mode, global moves alone restore the 1:2 balance.
+    x = TARGET.means[0] + 0.2 * torch.randn(N_CHAINS, 2)
+    for _ in range(20):
+        x, _ = isir_step(TARGET.energy, x, flow, 16)
+    assert (mode_weights(x, TARGET.means) - WEIGHTS).abs().max() < WEIGHT_TOL
+
+
+@pytest.mark.parametrize("n_particles", [2, 4, 10])
+def test_isir_with_a_perfect_proposal_accepts_at_rate_n_minus_1_over_n(n_particles):
+    flow = RealNVP(2, base_std=1.3)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    x = flow.sample(20_000).detach()
+    _, accepted = isir_step(lambda y: -flow.log_prob(y), x, flow, n_particles)
+    expected = (n_particles - 1) / n_particles
+    assert abs(accepted.float().mean().item() - expected) < 0.015  # 5 standard errors
+
+
+def test_flowmc_converges_to_the_mixture_from_one_mode():
+    flow = RealNVP(2, base_std=TARGET.max_marginal_std())
+    x0 = TARGET.means[0] + 0.2 * torch.randn(N_CHAINS, 2)
+    result = flowmc(TARGET.energy, x0, flow, n_steps=100, n_local=4, n_particles=32, step_size=0.02,
+                    record_steps=[50, 100])
+    assert result.samples.shape == (2, N_CHAINS, 2) and torch.equal(result.samples[-1], result.x)
+    _check_moments_and_weights(result.x)
+    assert 0.05 < result.global_acceptance < 0.95 and result.local_acceptance > 0.3
+    # MALA alone cannot cross the gap between the modes in as many steps.
+    stuck = mala(TARGET.energy, x0, n_steps=100, step_size=0.02).x
+    assert mode_weights(stuck, TARGET.means)[1] < 0.05
+
+
+def test_latent_mala_with_the_identity_flow_is_mala():
+    flow = RealNVP(2, base_std=1.0)
+    x0, _ = TARGET.sample(N_CHAINS)
+    x, result = latent_mala(TARGET.energy, flow, x0, n_steps=30, step_size=0.02, target_accept=None)
+    assert torch.equal(x, result.x)
+    _check_moments_and_weights(x)
+
+
+def test_split_rhat_detects_stuck_chains():
+    iid = torch.randn(8, 500, 3, dtype=torch.float64)
+    assert split_rhat(iid).max() < 1.02
+    stuck = iid.clone()
+    stuck[:4] += 3.0  # half of the chains in another mode
+    assert split_rhat(stuck).min() > 1.5
+    # Chains that drift (first half differs from the second half) are caught by the split.
+    drift = iid + torch.linspace(0, 4, 500, dtype=torch.float64)[None, :, None]
+    assert split_rhat(drift).min() > 1.3
+    # The folded (tail) part catches chains with equal means but different scales.
+    scales = iid * torch.tensor([0.2] * 4 + [3.0] * 4, dtype=torch.float64)[:, None, None]
+    assert split_rhat(scales).min() > 1.3
+
+
+def test_split_rhat_matches_the_formula_without_ranks_on_gaussian_draws():
+    draws = torch.randn(4, 200, 1, dtype=torch.float64) + torch.tensor([0.0, 0.0, 1.0, 1.0])[:, None, None]
+    halves = torch.cat([draws[:, :100], draws[:, 100:]])[..., 0]
+    w, b = halves.var(1).mean(), 100 * halves.mean(1).var()
+    plain = math.sqrt(((99 / 100) * w + b / 100) / w)
+    # Rank normalisation is monotone, so for Gaussian draws it changes R-hat only slightly.
+    assert abs(split_rhat(draws).item() - plain) < 0.03 and plain > 1.05
+
+
+def test_metrics_for_densities_and_weights():
+    eight = paper_mixture("eight_gaussians")
+    x, _ = eight.sample(2000)
+    err = median_squared_log_density_error(eight.energy, x, eight.log_prob(x), lim=2.5, n=400)
+    assert err < 1e-4
+    shifted = median_squared_log_density_error(lambda y: eight.energy(y) + y[:, 0], x, eight.log_prob(x), lim=2.5)
+    assert shifted > 0.05
+    rings = Rings()
+    xr, _ = rings.sample(2000)
+    assert median_squared_log_density_error(lambda y: -rings.log_prob(y), xr, rings.log_prob(xr), lim=5.0) < 1e-3
+    assert torch.isclose(mode_weight_mse(torch.tensor([0.5, 0.5]), torch.tensor([0.4, 0.6])), torch.tensor(0.01))
+
+
+def test_high_dim_mixture_modes_are_separated():
+    for scaling, separated in (("sqrt_d", True), ("unit", False)):
+        mix = paper_mixture("high_dim", dim=16, mean_scaling=scaling)
+        x, labels = mix.sample(4000)
+        wrong = (torch.cdist(x, mix.means).argmin(1) != labels).float().mean().item()
+        assert (wrong < 1e-3) == separated, (scaling, wrong)
+
+
+def test_training_step_moves_chains_and_fits_the_flow():
+    flow = RealNVP(2, base_std=1.5)
+    energy = TiltedEnergy(toy_energy_net(2, (16, 16)), 2, base_std=1.5)
+    x_data, _ = TARGET.sample(64)
+    assert torch.allclose(energy(x_data), -flow.log_prob(x_data), atol=1e-5)  # E_θ0 = 0: EBM = flow
+    pool = flow.sample(256).detach()
+    loss_fn = FlowEBMLoss("flowmc", pool, n_chains=32, n_steps=10, step_size=0.01, flow=flow,
+                          flow_optimizer=torch.optim.Adam(flow.parameters(), lr=1e-2), n_local=4,
+                          n_particles=8, record_steps=[5, 10])
+    loss, logs = loss_fn(energy, x_data)
+    loss.backward()
+    assert loss_fn.last_negatives.shape == (64, 2) and loss_fn.last_init.shape == (32, 2)
+    assert not torch.equal(loss_fn.pool, pool)
+    assert all(p.grad is not None for p in energy.parameters())
+    assert all(math.isfinite(float(v)) for v in logs.values())
+    assert any(p.abs().sum() > 0 for p in flow.layers[0].net.net[-1].parameters()), "flow was not updated"
+    for method in ("ula", "nt"):
+        loss_fn = FlowEBMLoss(method, pool, n_chains=32, n_steps=5, step_size=0.1, flow=flow,
+                              flow_optimizer=torch.optim.Adam(flow.parameters(), lr=1e-2))
+        assert math.isfinite(loss_fn(energy, x_data)[0].item())
+
+
+def test_bad_input_raises():
+    flow = RealNVP(2)
+    x = torch.zeros(4, 2)
+    with pytest.raises(ValueError, match="step_size"):
+        mala(TARGET.energy, x, n_steps=1, step_size=0.0)
+    with pytest.raises(ValueError, match="target_accept"):
+        mala(TARGET.energy, x, n_steps=1, step_size=0.1, target_accept=1.5)
+    with pytest.raises(ValueError, match="n_particles"):
+        isir_step(TARGET.energy, x, flow, 1)
+    with pytest.raises(ValueError, match="flow"):
+        isir_step(TARGET.energy, torch.zeros(4, 3), flow, 4)
+    with pytest.raises(ValueError, match="record_steps"):
+        flowmc(TARGET.energy, x, flow, n_steps=5, n_local=2, n_particles=4, step_size=0.1, record_steps=[6])
+    with pytest.raises(ValueError, match="x"):
+        mala(TARGET.energy, torch.full((4, 2), float("nan")), n_steps=1, step_size=0.1)
+    with pytest.raises(ValueError, match="energy_fn"):
+        mala(lambda y: y.sum(1) * float("nan"), x, n_steps=2, step_size=0.1)
+    with pytest.raises(ValueError, match="method"):
+        FlowEBMLoss("cd", x, n_chains=2, n_steps=1, step_size=0.1)
+    with pytest.raises(ValueError, match="flow"):
+        FlowEBMLoss("flowmc", x, n_chains=2, n_steps=1, step_size=0.1)
+    with pytest.raises(ValueError, match="chains"):
+        split_rhat(torch.zeros(1, 10, 2))
+    with pytest.raises(ValueError, match="weights"):
+        GaussianMixture(torch.zeros(2, 2), torch.ones(2), torch.tensor([1.0, -1.0]))
+    with pytest.raises(ValueError, match="mean_scaling"):
+        paper_mixture("high_dim", mean_scaling="half")
