@@ -327,7 +327,7 @@ def frozen(energy: nn.Module) -> Callable[[Tensor], Tensor]:
 
 
 def self_adversarial_loss(
-    energy: nn.Module, x_pos: Tensor, x_k: Tensor, *, generator: bool = True
+    energy: nn.Module, x_pos: Tensor, x_k: Tensor, *, generator: bool = True, l2_reg: float = 0.0
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Paper eq. 12: :math:`\\overline{E_\\theta(x^+)} - \\overline{E_\\theta(\\mathrm{sg}[x_K])}
     + \\overline{E_{\\mathrm{sg}(\\theta)}(x_K)}`.
@@ -346,6 +346,9 @@ def self_adversarial_loss(
         unrolled dynamics (:func:`euler_sample` with ``create_graph=True``).
     generator
         Add the generator term; without it this is the plain EBM loss.
+    l2_reg
+        :math:`\\alpha \\ge 0`: adds :math:`\\alpha(\\overline{E_\\theta(x^+)^2} + \\overline{E_\\theta(x^-)^2})`
+        (Du & Mordatch, 2019), which bounds the scale of the energy. Not in the paper; 0 by default.
 
     Returns
     -------
@@ -361,12 +364,16 @@ def self_adversarial_loss(
     e_pos = check_energy_output(energy(x_pos), x_pos.shape[0], finite=False)
     e_neg = check_energy_output(energy(x_k.detach()), x_k.shape[0], finite=False)
     critic = e_pos.mean() - e_neg.mean()
+    if l2_reg != 0.0:
+        critic_loss = critic + check_positive(l2_reg, "l2_reg") * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
+    else:
+        critic_loss = critic
     logs = {"energy_pos": e_pos.mean().detach(), "energy_neg": e_neg.mean().detach(), "critic": critic.detach()}
     if not generator:
-        return critic, logs
+        return critic_loss, logs
     gen = frozen(energy)(x_k).mean()
     logs["generator"] = gen.detach()
-    return critic + gen, logs
+    return critic_loss + gen, logs
 
 
 class SelfAdversarialLoss:
@@ -384,16 +391,22 @@ class SelfAdversarialLoss:
         ``n_steps, step_size, noise_scale``).
     generator
         Add the generator term (Euler dynamics only: it differentiates through the unrolled steps).
+    l2_reg
+        Energy-magnitude regulariser of :func:`self_adversarial_loss` (0: the paper's loss).
     **sampler_kwargs
         Passed to the sampler.
     """
 
-    def __init__(self, dynamics: str = "ode", *, generator: bool = False, **sampler_kwargs: float | str) -> None:
+    def __init__(
+        self, dynamics: str = "ode", *, generator: bool = False, l2_reg: float = 0.0, **sampler_kwargs: float | str
+    ) -> None:
         if dynamics not in DYNAMICS:
             raise ValueError(f"dynamics must be one of {DYNAMICS}, got {dynamics!r}")
         if generator and dynamics != "euler":
             raise ValueError("generator=True needs dynamics='euler' (the unrolled, differentiable sampler)")
-        self.dynamics, self.generator, self.sampler_kwargs = dynamics, generator, sampler_kwargs
+        if l2_reg != 0.0:
+            check_positive(l2_reg, "l2_reg")
+        self.dynamics, self.generator, self.l2_reg, self.sampler_kwargs = dynamics, generator, l2_reg, sampler_kwargs
 
     def sample(self, energy: EnergyFn, x0: Tensor, *, create_graph: bool = False) -> Tensor:
         """Run the configured dynamics from ``x0``."""
@@ -405,7 +418,7 @@ class SelfAdversarialLoss:
 
     def __call__(self, energy: nn.Module, x_pos: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         x_k = self.sample(energy, torch.randn_like(x_pos), create_graph=self.generator)
-        return self_adversarial_loss(energy, x_pos, x_k, generator=self.generator)
+        return self_adversarial_loss(energy, x_pos, x_k, generator=self.generator, l2_reg=self.l2_reg)
 
 
 class FlowMaximumLikelihood:

@@ -215,6 +215,16 @@ def test_no_gradient_leaks_into_stop_gradient_branches(tiny):
     assert z.grad is None and model.a.grad is not None
 
 
+def test_energy_magnitude_penalty_is_added(tiny):
+    a, b, x_pos, x0 = tiny
+    model = DiagonalQuadratic(a, b)
+    x_k = euler_sample(model, x0, n_steps=2, step_size=0.3)
+    plain, _ = self_adversarial_loss(model, x_pos, x_k, generator=False)
+    penalised, _ = self_adversarial_loss(model, x_pos, x_k, generator=False, l2_reg=0.5)
+    penalty = 0.5 * (model(x_pos).pow(2).mean() + model(x_k).pow(2).mean())
+    assert torch.allclose(penalised - plain, penalty)
+
+
 def test_self_adversarial_loss_class_trains_a_step():
     torch.manual_seed(5)
     model = MLPEnergy(2, hidden=16, depth=2)
@@ -291,6 +301,7 @@ def test_frechet_distance_of_gaussian_samples():
         lambda: hessian_trace(quadratic, torch.randn(3, 2, 1, dtype=torch.float64)),
         lambda: SelfAdversarialLoss("ode", generator=True),
         lambda: SelfAdversarialLoss("langevin"),
+        lambda: SelfAdversarialLoss("euler", l2_reg=-1.0),
         lambda: self_adversarial_loss(MLPEnergy(2), torch.randn(3, 2), torch.randn(3, 2), generator=True),
         lambda: self_adversarial_loss(MLPEnergy(2), torch.randn(3, 2), torch.randn(3, 3), generator=False),
         lambda: frozen(quadratic),
