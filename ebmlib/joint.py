@@ -245,10 +245,21 @@ def gwg_categorical(
 # Block Metropolis-within-Gibbs for (x, y)
 # ---------------------------------------------------------------------------------------------------------
 def label_energy(energy_fn: EnergyFn, x: Tensor) -> EnergyFn:
-    """``y ↦ E(x, y)`` at fixed ``x`` (``(B, D)``); uses ``energy_fn.label_energy`` (cached features) if any."""
+    """``y ↦ E(x, y)`` at fixed ``x`` (``(B, D)``); uses ``energy_fn.label_energy`` (cached features) if any.
+
+    The returned function takes ``y`` of shape ``(B·m, K)``: ``m`` label vectors per ``x``, grouped, so row
+    ``i·m + j`` is paired with ``x_i``.
+    """
     if hasattr(energy_fn, "label_energy"):
         return energy_fn.label_energy(x)
-    return lambda y: energy_fn(torch.cat([x, y], dim=1))
+    return lambda y: energy_fn(torch.cat([_repeat_rows(x, y.shape[0]), y], dim=1))
+
+
+def _repeat_rows(h: Tensor, n: int) -> Tensor:
+    """Repeat each row of ``h`` (``(B, F)``) ``n / B`` times, grouped: ``(n, F)``."""
+    if n % h.shape[0]:
+        raise ValueError(f"y must have a multiple of {h.shape[0]} rows, got {n}")
+    return h.repeat_interleave(n // h.shape[0], dim=0) if n != h.shape[0] else h
 
 
 def _data_energy(energy_fn: EnergyFn, y: Tensor) -> EnergyFn:
@@ -506,10 +517,11 @@ class JointEnergy(nn.Module):
         return self._head(self._features(z[:, : self.x_dim]), z[:, self.x_dim :])
 
     def label_energy(self, x: Tensor) -> EnergyFn:
-        """``y ↦ E(x, y)`` for fixed ``x`` (``(B, D)``), computing ``h_φ(x)`` once (no gradient to ``x``)."""
+        """``y ↦ E(x, y)`` for fixed ``x`` (``(B, D)``), computing ``h_φ(x)`` once (no gradient to ``x``);
+        ``y`` may hold several label vectors per ``x`` (see :func:`label_energy`)."""
         with torch.no_grad():
             h = self._features(x)
-        return lambda y: self._head(h, y)
+        return lambda y: self._head(_repeat_rows(h, y.shape[0]), y)
 
 
 def conv_features(width: int = 16, out_channels: int = 16) -> nn.Sequential:
@@ -559,7 +571,7 @@ def predict_energy(energy_fn: EnergyFn, x: Tensor, block_sizes: Sequence[int], *
     chunk = max(1, max_rows // n_configs)
     best = []
     for x_part in x.split(chunk):
-        fn = label_energy(energy_fn, x_part.repeat_interleave(n_configs, dim=0))
+        fn = label_energy(energy_fn, x_part)
         energy = check_energy_output(fn(y_all.repeat(x_part.shape[0], 1)), x_part.shape[0] * n_configs, "energy_fn")
         best.append(energy.view(x_part.shape[0], n_configs).argmin(1))
     return configs[torch.cat(best)]
@@ -585,9 +597,8 @@ def predict_sample(
     """
     check_tensor(x, "x", shape=(None, noise.low.numel()), floating=True)
     check_int(n_samples, "n_samples", minimum=1)
-    x_rep = x.repeat_interleave(n_samples, dim=0)
-    y0 = noise.sample_y(x_rep.shape[0]).to(x)
-    y, _ = gwg_categorical(label_energy(energy_fn, x_rep), y0, noise.block_sizes, n_steps=n_steps)
+    y0 = noise.sample_y(x.shape[0] * n_samples).to(x)
+    y, _ = gwg_categorical(label_energy(energy_fn, x), y0, noise.block_sizes, n_steps=n_steps)
     votes = y.view(x.shape[0], n_samples, -1).mean(1)
     return one_hot_to_labels(votes, noise.block_sizes)
 
