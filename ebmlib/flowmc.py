@@ -417,17 +417,23 @@ class FlowEBMLoss:
         self.last_init: Tensor | None = None
         self.last_negatives: Tensor | None = None
 
-    def _negatives(self, energy_fn: EnergyFn) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """Chain starts ``(n_chains, d)``, negatives ``(n_neg, d)`` and sampler diagnostics."""
+    def sample(self, energy_fn: EnergyFn, n_chains: int | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Steps 1–3 alone: chain starts ``(n_chains, d)``, negatives ``(n_neg, d)`` and sampler diagnostics.
+
+        ``n_chains`` (default: the training value, at most the pool size) lets an evaluation move the whole pool.
+        """
+        n_chains = self.n_chains if n_chains is None else check_int(n_chains, "n_chains", minimum=1)
+        if n_chains > self.pool.shape[0]:
+            raise ValueError(f"n_chains must be <= pool size {self.pool.shape[0]}, got {n_chains}")
         if self.method == "nt":
-            z = self.flow.base_std * torch.randn_like(self.pool[: self.n_chains])
+            z = self.flow.base_std * torch.randn_like(self.pool[:n_chains])
             with torch.no_grad():
                 x_init = self.flow(z)[0]
             x_neg, result = latent_mala(energy_fn, self.flow, z, n_steps=self.n_steps, step_size=self.step_size,
                                         target_accept=self.target_accept)
             self.step_size = result.step_size
             return x_init, x_neg, {"local_acceptance": result.acceptance.mean()}
-        index = torch.randperm(self.pool.shape[0], device=self.pool.device)[: self.n_chains]
+        index = torch.randperm(self.pool.shape[0], device=self.pool.device)[:n_chains]
         x_init = self.pool[index]
         if self.method == "ula":
             x_neg = langevin(energy_fn, x_init, n_steps=self.n_steps, step_size=self.step_size)
@@ -442,7 +448,7 @@ class FlowEBMLoss:
         return x_init, result.samples.reshape(-1, self.pool.shape[1]), logs
 
     def __call__(self, energy_fn: EnergyFn, x_pos: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        x_init, x_neg, logs = self._negatives(energy_fn)
+        x_init, x_neg, logs = self.sample(energy_fn)
         self.last_init, self.last_negatives = x_init, x_neg
         if self.method != "ula":
             logs["flow_nll"] = flow_ml_step(self.flow, self.flow_optimizer, x_neg)
