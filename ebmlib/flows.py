@@ -1,6 +1,6 @@
 """RealNVP normalizing flows (Dinh et al., 2017) with a Gaussian base, initialised to the identity map.
 
-A flow is an invertible map ``x = T(z)`` pushing a base density ``ρ`` forward; its density is
+A flow is an invertible map ``x = T(z)`` pushing a base density ``ρ`` forward; its density is ::
 
     λ(x) = ρ(T⁻¹(x)) |det J_{T⁻¹}(x)|
 
