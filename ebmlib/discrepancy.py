@@ -1,6 +1,6 @@
 """Energy discrepancy (ED) for discrete and mixed data: the loss and its structured perturbations.
 
-Energy discrepancy {cite}`schroder2023ed` compares the energy of a data point ``x`` with the energies of
+Energy discrepancy (Schröder et al. 2023) compares the energy of a data point ``x`` with the energies of
 points reached from it by a noise process ``q``: draw ``y ~ q(·|x)``, then ``M`` negatives
 ``x'_j ~ q(·|y)`` given the same ``y``, and minimise (Schröder et al. 2024, the authors' code)
 
