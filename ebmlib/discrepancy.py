@@ -2,13 +2,13 @@
 
 Energy discrepancy (Schröder et al. 2023) compares the energy of a data point ``x`` with the energies of
 points reached from it by a noise process ``q``: draw ``y ~ q(·|x)``, then ``M`` negatives
-``x'_j ~ q(·|y)`` given the same ``y``, and minimise (Schröder et al. 2024, the authors' code)
+``x'_j ~ q(·|y)`` given the same ``y``, and minimise (Schröder et al. 2024, the authors' code)::
 
     L(θ) = (1/B) Σ_i log( w + Σ_{j=1}^M exp(E_θ(x_i) - E_θ(x'_{i,j})) ),
 
 with the stabilising offset ``w`` (``w = 0``: plain log-sum-exp). This equals the paper's
 ``log(w/M + (1/M) Σ_j exp(...))`` plus the constant ``log M``. As ``M → ∞`` (``w = 0``) it tends to
-``log M +`` the population ED functional (:func:`exact_energy_discrepancy`)
+``log M +`` the population ED functional (:func:`exact_energy_discrepancy`)::
 
     ED_q(p, E) = E_{x~p}[ E(x) ] + E_{x~p} E_{y~q(·|x)} [ log Σ_{x'} q(y|x') e^{-E(x')} ],
 
@@ -246,7 +246,9 @@ def _flip_matrix(n: int, site: int, dtype: torch.dtype = torch.float64) -> Tenso
 # ---------------------------------------------------------------------------------------------------------
 # Binary perturbations
 # ---------------------------------------------------------------------------------------------------------
-class _BinaryPerturbation(Perturbation):
+class BinaryPerturbation(Perturbation):
+    """Base of the perturbations of bits ``{0, 1}^D`` (floats); ``dim`` is needed only to enumerate states."""
+
     def __init__(self, dim: int | None = None) -> None:
         self.dim = None if dim is None else check_int(dim, "dim", minimum=1)
 
@@ -266,7 +268,7 @@ class _BinaryPerturbation(Perturbation):
         return _enumerate([2] * self._require_dim())
 
 
-class BernoulliPerturbation(_BinaryPerturbation):
+class BernoulliPerturbation(BinaryPerturbation):
     """Flip every bit independently with probability ``ε``: ``y = (x + b) mod 2``, ``b_d ~ Bern(ε)``.
 
     The binary heat kernel: on ``{0, 1}`` the uniform, cyclical and ordinal graphs coincide up to the time
@@ -294,7 +296,7 @@ class BernoulliPerturbation(_BinaryPerturbation):
         return _kron([one_bit] * self._require_dim())
 
 
-class BitFlipPerturbation(_BinaryPerturbation):
+class BitFlipPerturbation(BinaryPerturbation):
     """Flip exactly one uniformly chosen bit: ``q(y|x) = 1/D`` for the ``D`` Hamming neighbours.
 
     The binary "grid" perturbation of the paper's image and toy notebooks. Each negative flips a fresh
@@ -330,7 +332,9 @@ def check_codes(x: Tensor, n_classes: Sequence[int], name: str = "x") -> Tensor:
     return x
 
 
-class _CategoricalPerturbation(Perturbation):
+class CategoricalPerturbation(Perturbation):
+    """Base of the perturbations of integer codes, ``n_classes[c] = K_c`` classes in column ``c``."""
+
     def __init__(self, n_classes: Sequence[int]) -> None:
         self.n_classes = _check_classes(n_classes)
 
@@ -376,7 +380,7 @@ def heat_kernel(n_classes: int, t: float, graph: str) -> Tensor:
     return q / q.sum(dim=1, keepdim=True)
 
 
-class HeatPerturbation(_CategoricalPerturbation):
+class HeatPerturbation(CategoricalPerturbation):
     """Every categorical column moves by the heat kernel ``exp(t_c L)`` of a graph on its classes.
 
     Columns move independently (a product kernel). Sampling gathers the row ``Q_c[x_c]`` of each column's
@@ -463,7 +467,7 @@ class OrdinalPerturbation(HeatPerturbation):
         super().__init__(n_classes, t, "ordinal", scaling=scaling)
 
 
-class GridPerturbation(_CategoricalPerturbation):
+class GridPerturbation(CategoricalPerturbation):
     """Resample one uniformly chosen column uniformly (the paper's categorical "grid" perturbation).
 
     ``q(y|x) = (1/C) Σ_c [y_{-c} = x_{-c}] / K_c``. All ``M`` negatives of a data point resample the *same*
@@ -527,10 +531,10 @@ class MixedPerturbation(Perturbation):
     are drawn independently, each with its own ``y`` shared by the ``M`` negatives.
     """
 
-    def __init__(self, n_numeric: int, sigma: float, categorical: _CategoricalPerturbation) -> None:
+    def __init__(self, n_numeric: int, sigma: float, categorical: CategoricalPerturbation) -> None:
         self.n_numeric = check_int(n_numeric, "n_numeric", minimum=0)
         self.numeric = GaussianPerturbation(sigma)
-        if not isinstance(categorical, _CategoricalPerturbation):
+        if not isinstance(categorical, CategoricalPerturbation):
             raise ValueError(f"categorical must be a categorical perturbation, got {type(categorical).__name__}")
         self.categorical = categorical
         self.n_classes = categorical.n_classes

@@ -34,7 +34,7 @@ from ebmlib.samplers import langevin
 from ebmlib.utils import EnergyFn, check_energy_output, check_int, check_positive, check_probability, check_tensor
 
 RING_CLASSES = (4, 16)
-"""Class counts of the ring table's categorical columns: ring label and colour."""
+"""Class counts of the ring table's categorical columns (ring label, then colour)."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -81,7 +81,7 @@ class MixedEnergy(nn.Module):
                  depth: int = 3) -> None:
         super().__init__()
         self.n_numeric = check_int(n_numeric, "n_numeric", minimum=0)
-        self.n_classes = tuple(check_int(k, "n_classes[i]", minimum=2) for k in n_classes)
+        self.n_classes = tuple(check_int(k, f"n_classes[{i}]", minimum=2) for i, k in enumerate(n_classes))
         check_int(emb_dim, "emb_dim", minimum=1)
         self.register_buffer("offsets", torch.tensor([0, *np.cumsum(self.n_classes)[:-1].tolist()]))
         self.embedding = nn.Embedding(sum(self.n_classes), emb_dim)
@@ -220,7 +220,9 @@ def table_from_frame(frame: Any, numeric: Sequence[str], categorical: Sequence[s
 
 
 PENGUIN_NUMERIC = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
+"""Numeric columns of :func:`load_penguins`."""
 PENGUIN_CATEGORICAL = ("species", "island", "sex", "year")
+"""Categorical columns of :func:`load_penguins` (year is ordinal)."""
 
 
 def load_penguins() -> MixedTable:
@@ -237,9 +239,12 @@ def load_penguins() -> MixedTable:
 ADULT_COLUMNS = ("age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",
                  "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week", "native-country",
                  "income")
+"""Column names of UCI's ``adult.data`` (the file has no header)."""
 ADULT_NUMERIC = ("age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week")
+"""Adult's numeric columns; the others (:data:`ADULT_CATEGORICAL`) are categorical."""
 ADULT_CATEGORICAL = ("workclass", "education", "marital-status", "occupation", "relationship", "race", "sex",
                      "native-country", "income")
+"""Adult's categorical columns, the income label last."""
 ADULT_SHA256: str | None = None
 """SHA-256 of UCI's ``adult.data``. Not pinned: this book was built without network access to compute it from
 a trusted copy; pass ``expected_sha256`` to :func:`load_adult`."""
