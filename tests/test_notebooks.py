@@ -76,5 +76,16 @@ def test_book_builds_without_warnings_from_the_executed_notebooks():
         "metrics.mmd2",
         "nets.MLPEnergy",
         "train.fit",
+        "joint.gwg_categorical",
+        "joint.mwg_joint",
+        "discrepancy.energy_discrepancy",
+        "discrepancy.heat_kernel",
+        "flows.RealNVP",
+        "flowmc.flowmc",
+        "flowmc.isir_step",
+        "metrics.split_rhat",
+        "noisefree.ode_sample",
+        "noisefree.flow_log_prob",
+        "noisefree.self_adversarial_loss",
     ):
         assert f'id="ebmlib.{name}"' in api, f"the API page lacks ebmlib.{name}"
