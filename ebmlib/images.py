@@ -5,7 +5,7 @@
   Kelly & Grathwohl (App. B.2.1): ``x̃ = (v + u) / L`` with ``u ~ U[0, 1)`` for integer levels
   ``v ∈ {0, …, L-1}``, then ``x̄ = logit(α + (1 - 2α) x̃)``, ``α = 10⁻⁶``.
 * :func:`render_ellipses`, :func:`ellipse_dataset` — procedural dSprites-style ellipses: 32×32 images with
-  the position binned into 16 × 16 classes.
+  the position binned into 16 × 16 classes (or coarser bins).
 * :func:`load_mnist` — MNIST from local IDX files, each verified against its SHA-256 (no download here).
 """
 
@@ -135,21 +135,31 @@ def render_ellipses(scale: Tensor, orientation: Tensor, pos_x: Tensor, pos_y: Te
     return torch.nn.functional.avg_pool2d(inside, supersample).to(scale.device)
 
 
-def ellipse_dataset(n: int, *, generator: torch.Generator | None = None, size: int = 32) -> tuple[Tensor, Tensor]:
+def ellipse_dataset(n: int, *, generator: torch.Generator | None = None, size: int = 32,
+                    n_bins: int = N_POSITION_BINS) -> tuple[Tensor, Tensor]:
     """``n`` ellipses with uniformly random scale, orientation and position.
+
+    Parameters
+    ----------
+    n_bins
+        Position classes per axis, a divisor of 32: 16 (the paper: ``pos // 2``, 256 configurations) or
+        fewer, coarser bins.
 
     Returns
     -------
     images, labels
-        ``(n, 1, size, size)`` in ``[0, 1]`` and the position classes ``(n, 2)`` = ``(pos_x // 2, pos_y // 2)``,
-        16 values each (256 configurations).
+        ``(n, 1, size, size)`` in ``[0, 1]`` and the position classes ``(n, 2)`` =
+        ``(pos_x // (32 / n_bins), pos_y // (32 / n_bins))``, ``n_bins`` values each.
     """
     check_int(n, "n", minimum=1)
+    check_int(n_bins, "n_bins", minimum=2)
+    if N_POSITIONS % n_bins:
+        raise ValueError(f"n_bins must divide {N_POSITIONS}, got {n_bins}")
     draw = [torch.randint(top, (n,), generator=generator)
             for top in (len(ELLIPSE_SCALES), len(ELLIPSE_ORIENTATIONS), N_POSITIONS, N_POSITIONS)]
     images = render_ellipses(*draw, size=size)
-    bins = N_POSITIONS // N_POSITION_BINS
-    return images, torch.stack([draw[2] // bins, draw[3] // bins], dim=1)
+    width = N_POSITIONS // n_bins
+    return images, torch.stack([draw[2] // width, draw[3] // width], dim=1)
 
 
 # ---------------------------------------------------------------------------------------------------------

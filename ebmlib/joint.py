@@ -279,6 +279,7 @@ def mwg_joint(
     clamp: Tensor | None = None,
     update_x: bool = True,
     gwg_temperature: float = 2.0,
+    x_bounds: tuple[float, float] | None = None,
 ) -> Tensor:
     """Block Metropolis-within-Gibbs for joint states (paper Algorithm 1).
 
@@ -308,6 +309,10 @@ def mwg_joint(
         Whether to move ``x``.
     gwg_temperature
         ``τ`` of the GwG proposal.
+    x_bounds
+        ``(low, high)``: clamp ``x`` to this box after every Langevin step (the authors' code's
+        ``--clamp_samples`` option, off in the paper); keeps a large drift ``ε²/(2λ)`` from throwing the
+        chains out of the data's range while the energy is still rough. ``None``: no clamping.
 
     Returns
     -------
@@ -322,6 +327,7 @@ def mwg_joint(
     check_positive(step_size, "step_size")
     check_positive(temperature, "temperature")
     check_positive(gwg_temperature, "gwg_temperature")
+    low, high = _check_bounds(x_bounds)
     index = block_index(sizes, z.device)
     free = _free_columns(clamp, index, z.shape[0], z.device)
     update_y = bool(free.any())
@@ -337,9 +343,20 @@ def mwg_joint(
             if update_x:
                 x = langevin(_data_energy(energy_fn, y), x, n_steps=1, step_size=step_size,
                              temperature=temperature)
+                if x_bounds is not None:
+                    x = x.clamp(low, high)
     if not finite:
         raise ValueError("energy_fn returned NaN or infinite values or gradients")
     return torch.cat([x, y], dim=1)
+
+
+def _check_bounds(x_bounds: tuple[float, float] | None) -> tuple[float, float]:
+    """Validate ``x_bounds`` (``None`` or ``(low, high)`` with ``low < high``); ``(-inf, inf)`` for ``None``."""
+    if x_bounds is None:
+        return -math.inf, math.inf
+    if len(x_bounds) != 2 or not float(x_bounds[0]) < float(x_bounds[1]):
+        raise ValueError(f"x_bounds must be None or (low, high) with low < high, got {x_bounds!r}")
+    return float(x_bounds[0]), float(x_bounds[1])
 
 
 class MWGSampler:
@@ -347,22 +364,25 @@ class MWGSampler:
 
     Parameters
     ----------
-    x_dim, block_sizes, n_steps, step_size, temperature
+    x_dim, block_sizes, n_steps, step_size, temperature, x_bounds
         As in :func:`mwg_joint`.
     """
 
     def __init__(self, x_dim: int, block_sizes: Sequence[int], *, n_steps: int, step_size: float,
-                 temperature: float) -> None:
+                 temperature: float, x_bounds: tuple[float, float] | None = None) -> None:
         self.x_dim = check_int(x_dim, "x_dim", minimum=1)
         self.block_sizes = check_block_sizes(block_sizes)
         self.n_steps = check_int(n_steps, "n_steps", minimum=1)
         self.step_size = check_positive(step_size, "step_size")
         self.temperature = check_positive(temperature, "temperature")
+        _check_bounds(x_bounds)
+        self.x_bounds = x_bounds
 
     def __call__(self, energy_fn: EnergyFn, z: Tensor, *, clamp: Tensor | None = None,
                  update_x: bool = True, n_steps: int | None = None) -> Tensor:
         return mwg_joint(energy_fn, z, self.x_dim, self.block_sizes, n_steps=n_steps or self.n_steps,
-                         step_size=self.step_size, temperature=self.temperature, clamp=clamp, update_x=update_x)
+                         step_size=self.step_size, temperature=self.temperature, clamp=clamp, update_x=update_x,
+                         x_bounds=self.x_bounds)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -96,6 +96,10 @@ def test_ellipse_dataset_labels_are_position_bins():
     cols, rows = _centre_of_mass(images)
     assert torch.corrcoef(torch.stack([cols, labels[:, 0].float()]))[0, 1] > 0.99
     assert torch.corrcoef(torch.stack([rows, labels[:, 1].float()]))[0, 1] > 0.99
+    same, coarse = ellipse_dataset(3000, generator=torch.Generator().manual_seed(0), n_bins=8)
+    assert torch.equal(same, images) and torch.equal(coarse, labels // 2)  # same draws, bins twice as wide
+    with pytest.raises(ValueError, match="n_bins"):
+        ellipse_dataset(10, n_bins=5)
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:

@@ -182,6 +182,18 @@ def test_mwg_conditional_sampling_keeps_clamped_labels():
                   clamp=torch.tensor([True]), update_x=False)
 
 
+def test_mwg_x_bounds_keep_chains_in_the_box():
+    z0 = torch.cat([torch.zeros(500, 1, dtype=torch.float64),
+                    labels_to_one_hot(torch.zeros(500, 1, dtype=torch.long), (3,), dtype=torch.float64)], 1)
+    # a drift of ε²/(2λ) = 50 throws unclamped chains far out of [-2, 2]
+    free = mwg_joint(mixture_energy, z0, 1, (3,), n_steps=5, step_size=1.0, temperature=0.01)
+    assert free[:, 0].abs().max() > 2
+    boxed = MWGSampler(1, (3,), n_steps=5, step_size=1.0, temperature=0.01, x_bounds=(-2.0, 2.0))(mixture_energy, z0)
+    assert boxed[:, 0].abs().max() <= 2 and torch.isfinite(boxed).all()
+    with pytest.raises(ValueError, match="x_bounds"):
+        mwg_joint(mixture_energy, z0, 1, (3,), n_steps=1, step_size=0.1, temperature=1.0, x_bounds=(1.0, -1.0))
+
+
 def test_mwg_validates_arguments():
     z = torch.zeros(4, 4)
     for kwargs, match in [(dict(step_size=0.0), "step_size"), (dict(temperature=-1.0), "temperature")]:
