@@ -373,7 +373,12 @@ class FlowEBMLoss:
        (eq. 3), whose θ-gradient is the maximum-likelihood gradient of the tilted EBM (App. B).
 
     ``last_init`` and ``last_negatives`` keep the chain starts and negatives of the latest call, for the
-    paper's Table 3 diagnostics; the MALA step size adapts across calls.
+    paper's Table 3 diagnostics; the MALA step size adapts across calls and is logged as ``step_size``.
+
+    NT-EBM's chains restart from the flow in every call, so its negatives are only as good as the flow plus
+    ``n_steps`` latent moves. If the EBM moves faster than that (a large learning rate, few steps), the
+    negatives lag, the loss pushes energies apart without bound, the adapted step collapses and training
+    diverges; watch ``energy_neg - energy_pos`` and ``step_size`` in the logs.
 
     Parameters
     ----------
@@ -417,6 +422,10 @@ class FlowEBMLoss:
         self.last_init: Tensor | None = None
         self.last_negatives: Tensor | None = None
 
+    def _step_log(self) -> Tensor:
+        # Logged because a collapsing MALA step is the first sign that the negatives lost the EBM.
+        return torch.tensor(self.step_size)
+
     def sample(self, energy_fn: EnergyFn, n_chains: int | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Steps 1–3 alone: chain starts ``(n_chains, d)``, negatives ``(n_neg, d)`` and sampler diagnostics.
 
@@ -432,7 +441,7 @@ class FlowEBMLoss:
             x_neg, result = latent_mala(energy_fn, self.flow, z, n_steps=self.n_steps, step_size=self.step_size,
                                         target_accept=self.target_accept)
             self.step_size = result.step_size
-            return x_init, x_neg, {"local_acceptance": result.acceptance.mean()}
+            return x_init, x_neg, {"local_acceptance": result.acceptance.mean(), "step_size": self._step_log()}
         index = torch.randperm(self.pool.shape[0], device=self.pool.device)[:n_chains]
         x_init = self.pool[index]
         if self.method == "ula":
@@ -444,7 +453,8 @@ class FlowEBMLoss:
                         record_steps=self.record_steps)
         self.pool[index] = result.x
         self.step_size = result.step_size
-        logs = {"global_acceptance": result.global_acceptance, "local_acceptance": result.local_acceptance}
+        logs = {"global_acceptance": result.global_acceptance, "local_acceptance": result.local_acceptance,
+                "step_size": self._step_log()}
         return x_init, result.samples.reshape(-1, self.pool.shape[1]), logs
 
     def __call__(self, energy_fn: EnergyFn, x_pos: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

@@ -183,6 +183,7 @@ def test_training_step_moves_chains_and_fits_the_flow():
     assert not torch.equal(loss_fn.pool, pool)
     assert all(p.grad is not None for p in energy.parameters())
     assert all(math.isfinite(float(v)) for v in logs.values())
+    assert float(logs["step_size"]) == loss_fn.step_size  # the adapted MALA step, logged for diagnostics
     assert any(p.abs().sum() > 0 for p in flow.layers[0].net.net[-1].parameters()), "flow was not updated"
     for method in ("ula", "nt"):
         loss_fn = FlowEBMLoss(method, pool, n_chains=32, n_steps=5, step_size=0.1, flow=flow,
