@@ -33,14 +33,20 @@ DYNAMICS = ("ode", "euler", "noisy")
 """Samplers accepted by :class:`SelfAdversarialLoss`."""
 TRACE_ESTIMATORS = ("exact", "hutchinson")
 """Divergence estimators accepted by :func:`flow_log_prob`."""
+ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+"""``torchdiffeq``'s adaptive solvers (they ignore ``step_size``)."""
 
 
-def _check_ode_args(T: float, rtol: float, atol: float, method: str) -> None:
+def _check_ode_args(T: float, rtol: float, atol: float, method: str, step_size: float | None) -> dict | None:
+    """Validate the solver arguments; returns ``odeint``'s ``options`` (the fixed step, if any)."""
     check_positive(T, "T")
     check_positive(rtol, "rtol")
     check_positive(atol, "atol")
     if not isinstance(method, str):
         raise ValueError(f"method must be a torchdiffeq solver name, got {method!r}")
+    if step_size is None or method in ADAPTIVE_METHODS:
+        return None
+    return {"step_size": check_positive(step_size, "step_size")}
 
 
 def _grad(energy_fn: EnergyFn, x: Tensor, *, create_graph: bool) -> tuple[Tensor, Tensor]:
@@ -64,6 +70,7 @@ def ode_sample(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     method: str = "dopri5",
+    step_size: float | None = None,
 ) -> Tensor:
     """Noise-free ODE sampler :math:`x_T = \\mathrm{ODESolve}(-\\nabla_x E, x_0, [0, T])` (paper eqs. 4-5).
 
@@ -79,6 +86,9 @@ def ode_sample(
         Tolerances of the adaptive solver (the paper: dopri5 with tolerance 1e-5).
     method
         Any ``torchdiffeq`` solver name.
+    step_size
+        Step of a fixed-grid solver (``"rk4"``, ``"euler"``, ...), e.g. ``T / 8``; ignored by adaptive ones.
+        Without it a fixed-grid solver takes a single step over ``[0, T]``.
 
     Returns
     -------
@@ -88,7 +98,7 @@ def ode_sample(
     from torchdiffeq import odeint
 
     check_tensor(x0, "x0", min_ndim=1, floating=True)
-    _check_ode_args(T, rtol, atol, method)
+    options = _check_ode_args(T, rtol, atol, method, step_size)
 
     def velocity(t: Tensor, x: Tensor) -> Tensor:
         with torch.enable_grad():
@@ -97,7 +107,7 @@ def ode_sample(
 
     times = torch.tensor([0.0, T], dtype=x0.dtype, device=x0.device)
     with torch.no_grad():
-        x_t = odeint(velocity, x0.detach(), times, rtol=rtol, atol=atol, method=method)[-1]
+        x_t = odeint(velocity, x0.detach(), times, rtol=rtol, atol=atol, method=method, options=options)[-1]
     if not torch.isfinite(x_t).all():
         raise ValueError("energy_fn produced NaN or infinite gradients along the ODE")
     return x_t
@@ -246,6 +256,7 @@ def flow_log_prob(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     method: str = "dopri5",
+    step_size: float | None = None,
     trace: str = "exact",
     noise: Tensor | None = None,
     create_graph: bool = False,
@@ -266,8 +277,8 @@ def flow_log_prob(
         ``(B, *event) -> (B,)``.
     x
         Points, shape ``(B, *event)`` (``(B, d)`` for ``trace="exact"``).
-    T, rtol, atol, method
-        As in :func:`ode_sample`; use the sampler's values.
+    T, rtol, atol, method, step_size
+        As in :func:`ode_sample`.
     trace
         ``"exact"`` (``d`` Hessian-vector products per evaluation) or ``"hutchinson"`` (one, with the same
         probe ``v`` along the whole trajectory, so the result is an unbiased estimate of the log-density).
@@ -284,7 +295,7 @@ def flow_log_prob(
     from torchdiffeq import odeint
 
     check_tensor(x, "x", min_ndim=1, floating=True)
-    _check_ode_args(T, rtol, atol, method)
+    options = _check_ode_args(T, rtol, atol, method, step_size)
     if trace not in TRACE_ESTIMATORS:
         raise ValueError(f"trace must be one of {TRACE_ESTIMATORS}, got {trace!r}")
     if trace == "exact" and x.ndim != 2:
@@ -305,7 +316,8 @@ def flow_log_prob(
     times = torch.tensor([T, 0.0], dtype=x.dtype, device=x.device)
     state = (x, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device))
     with torch.set_grad_enabled(create_graph):
-        x0, ell0 = (s[-1] for s in odeint(dynamics, state, times, rtol=rtol, atol=atol, method=method))
+        solution = odeint(dynamics, state, times, rtol=rtol, atol=atol, method=method, options=options)
+    x0, ell0 = (s[-1] for s in solution)
     log_prob = standard_normal_log_prob(x0) - ell0
     if not torch.isfinite(log_prob).all():
         raise ValueError("energy_fn produced NaN or infinite values along the backward ODE")
