@@ -260,6 +260,7 @@ def flow_log_prob(
     trace: str = "exact",
     noise: Tensor | None = None,
     create_graph: bool = False,
+    max_num_steps: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Exact log-density of the ODE generator :func:`ode_sample` (paper eq. 6), base ``N(0, I)``.
 
@@ -286,11 +287,18 @@ def flow_log_prob(
         Hutchinson probes, shape of ``x``; Rademacher draws when ``None``.
     create_graph
         Differentiate through the solver (direct backpropagation) to train the flow by maximum likelihood.
+    max_num_steps
+        Cap on an adaptive solver's steps (its cost is unbounded on steep energies); ``None``: no cap.
 
     Returns
     -------
     log_prob, x0
         Shapes ``(B,)`` and ``(B, *event)``: the log-density and the latent point the flow maps to ``x``.
+
+    Raises
+    ------
+    RuntimeError
+        If the adaptive solver needs more than ``max_num_steps`` steps.
     """
     from torchdiffeq import odeint
 
@@ -303,6 +311,10 @@ def flow_log_prob(
     if trace == "hutchinson":
         noise = torch.randint(0, 2, x.shape, device=x.device).to(x.dtype) * 2 - 1 if noise is None else noise
         check_tensor(noise, "noise", shape=tuple(x.shape))
+    if max_num_steps is not None:
+        if method not in ADAPTIVE_METHODS:
+            raise ValueError(f"max_num_steps applies to adaptive methods {ADAPTIVE_METHODS}, got method={method!r}")
+        options = {"max_num_steps": check_int(max_num_steps, "max_num_steps", minimum=1)}
 
     def dynamics(t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         z = state[0]
@@ -316,7 +328,12 @@ def flow_log_prob(
     times = torch.tensor([T, 0.0], dtype=x.dtype, device=x.device)
     state = (x, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device))
     with torch.set_grad_enabled(create_graph):
-        solution = odeint(dynamics, state, times, rtol=rtol, atol=atol, method=method, options=options)
+        try:
+            solution = odeint(dynamics, state, times, rtol=rtol, atol=atol, method=method, options=options)
+        except AssertionError as error:  # torchdiffeq signals the step cap by an assertion
+            if "max_num_steps" not in str(error):
+                raise
+            raise RuntimeError(f"{method} needed more than max_num_steps={max_num_steps} steps") from error
     x0, ell0 = (s[-1] for s in solution)
     log_prob = standard_normal_log_prob(x0) - ell0
     if not torch.isfinite(log_prob).all():

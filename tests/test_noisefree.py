@@ -62,6 +62,15 @@ def test_flow_log_prob_of_quadratic_energy_matches_closed_form():
     assert torch.allclose(x0, x @ torch.linalg.matrix_exp(A * T).T, atol=1e-4)
 
 
+def test_flow_log_prob_step_cap_raises_only_when_exceeded():
+    x = torch.randn(20, 2, dtype=torch.float64)
+    uncapped, _ = flow_log_prob(quadratic, x, T=T, rtol=1e-8, atol=1e-8)
+    capped, _ = flow_log_prob(quadratic, x, T=T, rtol=1e-8, atol=1e-8, max_num_steps=10_000)
+    assert torch.equal(capped, uncapped)
+    with pytest.raises(RuntimeError, match="max_num_steps"):
+        flow_log_prob(quadratic, x, T=T, rtol=1e-8, atol=1e-8, max_num_steps=2)
+
+
 def test_flow_log_prob_is_normalised_on_a_grid():
     # A non-quadratic energy: the flow density must still integrate to one (base mass inside [-6, 6]² ≈ 1).
     torch.manual_seed(1)
@@ -313,6 +322,9 @@ def test_frechet_distance_of_gaussian_samples():
         lambda: flow_log_prob(quadratic, torch.randn(3, 2, dtype=torch.float64), trace="hutchinson",
                               noise=torch.randn(3, 3, dtype=torch.float64)),
         lambda: flow_log_prob(quadratic, torch.full((3, 2), float("nan"), dtype=torch.float64)),
+        lambda: flow_log_prob(quadratic, torch.randn(3, 2, dtype=torch.float64), method="rk4", step_size=0.1,
+                              max_num_steps=10),
+        lambda: flow_log_prob(quadratic, torch.randn(3, 2, dtype=torch.float64), max_num_steps=0),
         lambda: hessian_trace(quadratic, torch.randn(3, 2, 1, dtype=torch.float64)),
         lambda: SelfAdversarialLoss("ode", generator=True),
         lambda: SelfAdversarialLoss("langevin"),
