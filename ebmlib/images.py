@@ -95,7 +95,7 @@ def load_digits_levels(*, test_fraction: float = 0.2, seed: int = 0) -> tuple[Te
 ELLIPSE_SCALES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 """The six dSprites scales."""
 ELLIPSE_ORIENTATIONS = (0.0, 0.5 * math.pi, math.pi, 1.5 * math.pi)
-"""Rotations kept by the paper: multiples of 90°."""
+"""The rotations kept by the paper, the multiples of 90°."""
 N_POSITIONS, N_POSITION_BINS = 32, 16
 """dSprites' 32 x and 32 y positions, binned in pairs into 16 classes each."""
 
@@ -169,6 +169,7 @@ MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
+"""File names of the images and labels of each split, as published."""
 MNIST_SHA256 = {
     "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
     "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",

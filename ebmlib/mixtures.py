@@ -22,7 +22,7 @@ HIGH_DIM_A = 0.5919
 """The paper's mean scale ``a`` of the high-dimensional 4-mode mixture (App. C.5)."""
 
 MEAN_SCALINGS = ("sqrt_d", "unit")
-"""Readings of the high-dimensional means: entries ``±a√d`` (``"sqrt_d"``) or ``±a`` (``"unit"``)."""
+"""The two readings of the high-dimensional means, entries ``±a√d`` (``"sqrt_d"``) or ``±a`` (``"unit"``)."""
 
 
 class GaussianMixture:
