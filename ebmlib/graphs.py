@@ -11,7 +11,6 @@ there are ``n (n - 1) / 2`` bits. Node ``i`` is the ``i``-th node of ``list(grap
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Sequence
 from functools import cache, lru_cache, partial
@@ -25,7 +24,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from ebmlib.metrics import mmd2
-from ebmlib.utils import check_binary, check_int, check_positive, check_probability, check_tensor
+from ebmlib.utils import check_binary, check_int, check_positive, check_probability, check_tensor, read_verified
 
 CITESEER_CITES_SHA256: str | None = None
 """SHA-256 of the LINQS ``citeseer.cites`` file. ``None``: no checksum from a reliable source could be read
@@ -161,11 +160,9 @@ def load_citeseer_ego(
         raise ValueError("expected_sha256: no checksum is pinned in CITESEER_CITES_SHA256; pass the file's SHA-256")
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: unpack {CITESEER_URL} and pass its citeseer/ folder as root")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != expected.strip().lower():
-        raise ValueError(f"{path}: SHA-256 {digest} does not match expected_sha256 {expected}")
+    text = read_verified(path, expected).decode()
     graph = nx.Graph()
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         ids = line.split()
         if len(ids) not in (0, 2):
             raise ValueError(f"{path}, line {number}: expected '<cited> <citing>', got {line!r}")

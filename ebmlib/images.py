@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import math
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ebmlib.utils import check_int, check_probability, check_tensor
+from ebmlib.utils import check_int, check_probability, check_tensor, read_verified
 
 LOGIT_ALPHA = 1e-6
 """``α`` of the logit transform (App. B.2.1)."""
@@ -196,11 +195,7 @@ def _verified_bytes(path: Path, expected: str | None) -> bytes:
         raise ValueError(f"root: {path} does not exist; download MNIST's IDX files into root first")
     if expected is None:
         raise ValueError(f"checksums: no SHA-256 given for {path.name}")
-    raw = path.read_bytes()
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != expected:
-        raise ValueError(f"{path}: SHA-256 {digest} does not match the expected {expected}")
-    return gzip.decompress(raw)
+    return gzip.decompress(read_verified(path, expected, argument="checksums"))
 
 
 def load_mnist(root: str | Path, split: str = "train", *,

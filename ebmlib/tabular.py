@@ -16,7 +16,6 @@ categorical column. Pieces:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 from collections.abc import Sequence
@@ -31,7 +30,15 @@ from torch import Tensor, nn
 from ebmlib.discrepancy import check_codes
 from ebmlib.nets import MLP
 from ebmlib.samplers import langevin
-from ebmlib.utils import EnergyFn, check_energy_output, check_int, check_positive, check_probability, check_tensor
+from ebmlib.utils import (
+    EnergyFn,
+    check_energy_output,
+    check_int,
+    check_positive,
+    check_probability,
+    check_tensor,
+    read_verified,
+)
 
 RING_CLASSES = (4, 16)
 """Class counts of the ring table's categorical columns (ring label, then colour)."""
@@ -266,10 +273,7 @@ def load_adult(root: str | Path, *, expected_sha256: str | None = None, file_nam
         raise ValueError("expected_sha256: no checksum is pinned in ADULT_SHA256; pass the file's SHA-256")
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: download UCI's adult.data into root")
-    raw = path.read_bytes()
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != expected.strip().lower():
-        raise ValueError(f"{path}: SHA-256 {digest} does not match expected_sha256 {expected}")
+    raw = read_verified(path, expected)
     frame = pd.read_csv(io.BytesIO(raw), header=None, names=list(ADULT_COLUMNS), skipinitialspace=True,
                         na_values="?", comment="|")
     if frame.shape[1] != len(ADULT_COLUMNS) or frame["income"].isna().all():

@@ -7,6 +7,7 @@ returning NaN.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -14,6 +15,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -355,3 +357,20 @@ def describe_hardware(device: torch.device | str | None = None) -> str:
     else:
         name = f"CPU ({os.cpu_count()} cores)"
     return f"{name}, torch {torch.__version__.split('+')[0]}"
+
+
+def read_verified(path: Path, expected: str, *, argument: str = "expected_sha256") -> bytes:
+    """The bytes of ``path`` after checking their SHA-256 against ``expected`` (hex, any case).
+
+    The one checksum check behind every loader of downloaded data (Citeseer, Adult, MNIST).
+
+    Raises
+    ------
+    ValueError
+        Naming ``argument`` when the digest differs, so a corrupted or different file never loads silently.
+    """
+    raw = Path(path).read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != expected.strip().lower():
+        raise ValueError(f"{path}: SHA-256 {digest} does not match {argument} {expected}")
+    return raw
