@@ -27,7 +27,13 @@ import torch
 from torch import Tensor, nn
 
 from ebmlib.nets import MLP, make_activation
-from ebmlib.samplers import _metropolis_hastings, _sample_categorical, _select, langevin
+from ebmlib.samplers import (
+    _langevin_step,
+    _metropolis_hastings,
+    _raise_unless_finite,
+    _sample_categorical,
+    _select,
+)
 from ebmlib.utils import (
     EnergyFn,
     check_binary,
@@ -110,9 +116,8 @@ def all_configurations(block_sizes: Sequence[int], device: torch.device | str | 
     return torch.stack([g.reshape(-1) for g in grids], dim=1)
 
 
-def _free_columns(clamp: Tensor | None, index: Tensor, batch: int, device: torch.device) -> Tensor:
-    """``(B, K)`` mask of the columns GwG may change: those of the blocks not clamped."""
-    n_blocks = int(index.max()) + 1
+def _free_columns(clamp: Tensor | None, index: Tensor, n_blocks: int, batch: int, device: torch.device) -> Tensor:
+    """``(B, K)`` mask of the columns GwG may change: those of the ``n_blocks`` blocks not clamped."""
     if clamp is None:
         return torch.ones(batch, index.numel(), dtype=torch.bool, device=device)
     check_tensor(clamp, "clamp")
@@ -153,8 +158,8 @@ def categorical_log_proposal(
         ``(B, K)`` log-probabilities (``-inf`` off the support) and ``(B,)``: chains with any allowed move.
         Rows without one get a dummy uniform proposal that the caller must reject.
     """
-    n_blocks = int(index.max()) + 1
-    current = _block_sums(grad * y, index, n_blocks)[:, index]
+    # Σ_j ∂_{aj}E y_{aj} of each column's block; K ≥ A slots avoid reading the number of blocks off the device.
+    current = _block_sums(grad * y, index, y.shape[1])[:, index]
     allowed = free & (y == 0)
     movable = allowed.any(1, keepdim=True)
     logits = torch.where(allowed, -(grad - current) / temperature, -math.inf)
@@ -227,7 +232,7 @@ def gwg_categorical(
     check_int(n_steps, "n_steps", minimum=1)
     temperature = check_positive(temperature, "temperature")
     index = block_index(sizes, y.device)
-    free = _free_columns(clamp, index, y.shape[0], y.device)
+    free = _free_columns(clamp, index, len(sizes), y.shape[0], y.device)
     y = y.detach()
     n_accepted = torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
     finite = torch.ones((), dtype=torch.bool, device=y.device)
@@ -236,8 +241,7 @@ def gwg_categorical(
             y, accepted, ok = _gwg_step(energy_fn, y, index, free, temperature)
             n_accepted += accepted
             finite &= ok
-    if not finite:
-        raise ValueError("energy_fn returned NaN or infinite values or gradients")
+    _raise_unless_finite(finite)
     return y, n_accepted / n_steps
 
 
@@ -324,16 +328,16 @@ def mwg_joint(
     check_tensor(z, "z", shape=(None, x_dim + sum(sizes)), floating=True)
     check_one_hot(z[:, x_dim:], sizes, "z[:, x_dim:]")
     check_int(n_steps, "n_steps", minimum=1)
-    check_positive(step_size, "step_size")
-    check_positive(temperature, "temperature")
+    drift = check_positive(step_size, "step_size") ** 2 / (2 * check_positive(temperature, "temperature"))
     check_positive(gwg_temperature, "gwg_temperature")
-    low, high = _check_bounds(x_bounds)
+    bounds = None if x_bounds is None else _check_bounds(x_bounds)
     index = block_index(sizes, z.device)
-    free = _free_columns(clamp, index, z.shape[0], z.device)
+    free = _free_columns(clamp, index, len(sizes), z.shape[0], z.device)
     update_y = bool(free.any())
     if not (update_x or update_y):
         raise ValueError("nothing to sample: update_x is False and clamp fixes every block")
     x, y = z[:, :x_dim].detach(), z[:, x_dim:].detach()
+    # Finiteness accumulates on the device and is read once at the end: no host synchronisation per step.
     finite = torch.ones((), dtype=torch.bool, device=z.device)
     with torch.no_grad():
         for _ in range(n_steps):
@@ -341,12 +345,9 @@ def mwg_joint(
                 y, _, ok = _gwg_step(label_energy(energy_fn, x), y, index, free, gwg_temperature)
                 finite &= ok
             if update_x:
-                x = langevin(_data_energy(energy_fn, y), x, n_steps=1, step_size=step_size,
-                             temperature=temperature)
-                if x_bounds is not None:
-                    x = x.clamp(low, high)
-    if not finite:
-        raise ValueError("energy_fn returned NaN or infinite values or gradients")
+                x, ok = _langevin_step(_data_energy(energy_fn, y), x, drift, step_size, bounds)
+                finite &= ok
+    _raise_unless_finite(finite)
     return torch.cat([x, y], dim=1)
 
 

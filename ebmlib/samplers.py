@@ -338,15 +338,28 @@ def langevin(
         x = x.detach()
         finite = torch.ones((), dtype=torch.bool, device=x.device)
         for _ in range(n_steps):
-            energy, grad = energy_and_grad(energy_fn, x)
-            finite &= _all_finite(energy, grad)
-            x = x - drift * grad
-            if sigma > 0:
-                x = x + sigma * torch.randn_like(x)
-            if bounds is not None:
-                x = x.clamp(*bounds)
+            x, ok = _langevin_step(energy_fn, x, drift, sigma, bounds)
+            finite &= ok
     _raise_unless_finite(finite)
     return x
+
+
+def _langevin_step(
+    energy_fn: EnergyFn, x: Tensor, drift: float, sigma: float, bounds: tuple[float, float] | None = None
+) -> tuple[Tensor, Tensor]:
+    """One unchecked step ``x ← x - drift ∇_x E(x) + σ ξ`` (then clamped to ``bounds``) for validated settings.
+
+    Returns the new states and a 0-dim boolean device tensor saying whether energy and gradient were finite,
+    so that callers running it in a loop (:func:`langevin`, the joint sampler of :mod:`ebmlib.joint`) check
+    finiteness once at the end instead of synchronising with the device every step.
+    """
+    energy, grad = energy_and_grad(energy_fn, x)
+    x = x - drift * grad
+    if sigma > 0:
+        x = x + sigma * torch.randn_like(x)
+    if bounds is not None:
+        x = x.clamp(*bounds)
+    return x, _all_finite(energy, grad)
 
 
 def _is_real(value: object) -> bool:

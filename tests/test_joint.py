@@ -194,6 +194,45 @@ def test_mwg_x_bounds_keep_chains_in_the_box():
         mwg_joint(mixture_energy, z0, 1, (3,), n_steps=1, step_size=0.1, temperature=1.0, x_bounds=(1.0, -1.0))
 
 
+def _count_host_reads(monkeypatch) -> list[int]:
+    """Count calls that read a tensor's value back to the host (a device synchronisation on a GPU)."""
+    calls = [0]
+    for name in ("__bool__", "__int__", "__float__", "item", "tolist", "cpu", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            calls[0] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("update_x", [True, False])
+def test_mwg_reads_values_back_a_fixed_number_of_times(monkeypatch, update_x):
+    """Validation and the final finiteness check read values once per call, never once per step."""
+    z0 = torch.cat([torch.zeros(8, 1), labels_to_one_hot(torch.zeros(8, 1, dtype=torch.long), (3,))], 1)
+    counts = []
+    for n_steps in (1, 6):
+        calls = _count_host_reads(monkeypatch)
+        mwg_joint(mixture_energy, z0, 1, (3,), n_steps=n_steps, step_size=0.3, temperature=1.0, update_x=update_x,
+                  x_bounds=(-3.0, 3.0))
+        gwg_categorical(ENERGY, STATES[:8].float(), SIZES, n_steps=n_steps)
+        counts.append(calls[0])
+        monkeypatch.undo()
+    assert counts[0] == counts[1] > 0, counts
+
+
+def test_mwg_raises_on_non_finite_energies():
+    def nan_energy(z: Tensor) -> Tensor:
+        return mixture_energy(z) + torch.where(z[:, 0] > 1e9, torch.nan, 0.0)  # NaN once x runs away
+
+    z0 = torch.cat([torch.zeros(8, 1), labels_to_one_hot(torch.zeros(8, 1, dtype=torch.long), (3,))], 1)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        mwg_joint(lambda z: nan_energy(z) - 1e3 * z[:, 0] ** 3, z0, 1, (3,), n_steps=20, step_size=1.0,
+                  temperature=1.0)
+
+
 def test_mwg_validates_arguments():
     z = torch.zeros(4, 4)
     for kwargs, match in [(dict(step_size=0.0), "step_size"), (dict(temperature=-1.0), "temperature")]:
