@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ebmlib.nets import MLP, make_activation
 from ebmlib.samplers import (
+    _langevin_move,
     _langevin_step,
     _metropolis_hastings,
     _raise_unless_finite,
@@ -168,16 +169,28 @@ def categorical_log_proposal(
 
 
 def _gwg_step(
-    energy_fn: EnergyFn, y: Tensor, index: Tensor, free: Tensor, temperature: float
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One Metropolis–Hastings GwG step for all chains; returns ``(y_new, accepted, finite)``."""
-    energy, grad = energy_and_grad(energy_fn, y)
+    energy_fn: EnergyFn, y: Tensor, index: Tensor, free: Tensor, temperature: float, x: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """One Metropolis–Hastings GwG step for all chains; returns ``(y_new, accepted, finite, grad_x)``.
+
+    Without ``x``, ``energy_fn`` maps ``y`` to energies and ``grad_x`` is ``None``. With ``x`` (``(B, D)``),
+    ``energy_fn`` takes ``concat(x, y)`` and each evaluation also yields ``∇_x E``: ``grad_x`` is
+    ``∇_x E(x, y_new)``, which the following Langevin step on ``x | y_new`` can use without evaluating again.
+    """
+
+    def evaluate(labels: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        if x is None:
+            return (*energy_and_grad(energy_fn, labels), None)
+        e, g = energy_and_grad(energy_fn, torch.cat([x, labels], dim=1))
+        return e, g[:, x.shape[1]:], g[:, : x.shape[1]]
+
+    energy, grad, grad_x = evaluate(y)
     log_q, movable = categorical_log_proposal(y, grad, index, free, temperature)
     column = _sample_categorical(log_q)
     in_block = index.unsqueeze(0) == index[column].unsqueeze(1)
     old_column = (y * in_block).argmax(1)
     proposal = torch.where(in_block, torch.zeros_like(y), y).scatter(1, column.unsqueeze(1), 1.0)
-    energy_prop, grad_prop = energy_and_grad(energy_fn, proposal)
+    energy_prop, grad_prop, grad_x_prop = evaluate(proposal)
     log_q_prop, _ = categorical_log_proposal(proposal, grad_prop, index, free, temperature)
     # The reverse move restores the old class of the changed attribute.
     log_alpha = (
@@ -187,8 +200,10 @@ def _gwg_step(
         - log_q.gather(1, column.unsqueeze(1)).squeeze(1)
     )
     accepted = _metropolis_hastings(log_alpha) & movable
-    finite = torch.stack([torch.isfinite(t).all() for t in (energy, grad, energy_prop, grad_prop)]).all()
-    return _select(accepted, proposal, y), accepted, finite
+    checked = [energy, grad, energy_prop, grad_prop] + ([] if x is None else [grad_x, grad_x_prop])
+    finite = torch.stack([torch.isfinite(t).all() for t in checked]).all()
+    grad_x = None if x is None else _select(accepted, grad_x_prop, grad_x)
+    return _select(accepted, proposal, y), accepted, finite, grad_x
 
 
 def gwg_categorical(
@@ -238,7 +253,7 @@ def gwg_categorical(
     finite = torch.ones((), dtype=torch.bool, device=y.device)
     with torch.no_grad():
         for _ in range(n_steps):
-            y, accepted, ok = _gwg_step(energy_fn, y, index, free, temperature)
+            y, accepted, ok, _ = _gwg_step(energy_fn, y, index, free, temperature)
             n_accepted += accepted
             finite &= ok
     _raise_unless_finite(finite)
@@ -337,12 +352,20 @@ def mwg_joint(
     if not (update_x or update_y):
         raise ValueError("nothing to sample: update_x is False and clamp fixes every block")
     x, y = z[:, :x_dim].detach(), z[:, x_dim:].detach()
+    # A model that caches h_φ(x) makes GwG's label-only evaluations cheap; otherwise GwG evaluates E on the
+    # whole state, and the gradient at the accepted state serves the Langevin step too (2 evaluations, not 3).
+    fused = update_x and update_y and not getattr(energy_fn, "caches_features", False)
     # Finiteness accumulates on the device and is read once at the end: no host synchronisation per step.
     finite = torch.ones((), dtype=torch.bool, device=z.device)
     with torch.no_grad():
         for _ in range(n_steps):
+            if fused:
+                y, _, ok, grad_x = _gwg_step(energy_fn, y, index, free, gwg_temperature, x=x)
+                x = _langevin_move(x, grad_x, drift, step_size, bounds)
+                finite &= ok
+                continue
             if update_y:
-                y, _, ok = _gwg_step(label_energy(energy_fn, x), y, index, free, gwg_temperature)
+                y, _, ok, _ = _gwg_step(label_energy(energy_fn, x), y, index, free, gwg_temperature)
                 finite &= ok
             if update_x:
                 x, ok = _langevin_step(_data_energy(energy_fn, y), x, drift, step_size, bounds)
@@ -522,6 +545,11 @@ class JointEnergy(nn.Module):
         self.features = features
         width = self.x_dim if features is None else check_int(feature_dim, "feature_dim", minimum=1)
         self.head = MLP(width + sum(self.block_sizes), 1, hidden_dims, activation)
+
+    @property
+    def caches_features(self) -> bool:
+        """Whether :meth:`label_energy` saves work: ``h_φ`` is a network, computed once per ``x``."""
+        return self.features is not None
 
     def _features(self, x: Tensor) -> Tensor:
         if self.features is None:

@@ -354,12 +354,18 @@ def _langevin_step(
     finiteness once at the end instead of synchronising with the device every step.
     """
     energy, grad = energy_and_grad(energy_fn, x)
+    return _langevin_move(x, grad, drift, sigma, bounds), _all_finite(energy, grad)
+
+
+def _langevin_move(x: Tensor, grad: Tensor, drift: float, sigma: float,
+                   bounds: tuple[float, float] | None = None) -> Tensor:
+    """The update of :func:`_langevin_step` for a gradient ``∇_x E(x)`` already computed (``grad``, shape of ``x``)."""
     x = x - drift * grad
     if sigma > 0:
         x = x + sigma * torch.randn_like(x)
     if bounds is not None:
         x = x.clamp(*bounds)
-    return x, _all_finite(energy, grad)
+    return x
 
 
 def _is_real(value: object) -> bool:
