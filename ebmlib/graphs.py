@@ -1,8 +1,9 @@
 """Small undirected graphs for graph generation with EBMs (RMwGGIS §5.2, the Ego-small benchmark).
 
-Four pieces: Ego-small-like data (a synthetic citation-like network, or the real Citeseer file when you have
-it); the adjacency-bits representation that discrete samplers and :class:`ebmlib.nets.GraphEnergy` work on;
-the GraphRNN evaluation (MMD² of degree, clustering and orbit statistics); and a plotting helper.
+Five pieces: Ego-small-like data (a synthetic citation-like network, or the real Citeseer file when you
+have it); the adjacency-bits representation that discrete samplers and :class:`ebmlib.nets.GraphEnergy` work
+on; Gibbs sampling restricted to a node set (:func:`gibbs_within_nodes`); the GraphRNN evaluation (MMD² of
+degree, clustering and orbit statistics); and a plotting helper.
 
 Bit order: a graph on ``n`` nodes is the strict upper triangle of its ``n × n`` adjacency matrix read row by
 row, ``(0,1), (0,2), …, (0,n-1), (1,2), …, (n-2,n-1)`` (the order of ``torch.triu_indices(n, n, 1)``), so
@@ -12,7 +13,8 @@ there are ``n (n - 1) / 2`` bits. Node ``i`` is the ``i``-th node of ``list(grap
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from functools import cache, lru_cache, partial
 from pathlib import Path
 
@@ -24,7 +26,15 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from ebmlib.metrics import mmd2
-from ebmlib.utils import check_binary, check_int, check_positive, check_probability, check_tensor, read_verified
+from ebmlib.utils import (
+    check_binary,
+    check_energy_output,
+    check_int,
+    check_positive,
+    check_probability,
+    check_tensor,
+    read_verified,
+)
 
 CITESEER_CITES_SHA256: str | None = None
 """SHA-256 of the LINQS ``citeseer.cites`` file. ``None``: no checksum from a reliable source could be read
@@ -247,6 +257,110 @@ def bits_to_graphs(bits: Tensor, max_nodes: int, *, drop_isolated: bool = True) 
             graph = nx.convert_node_labels_to_integers(graph)
         graphs.append(graph)
     return graphs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sampling graphs on a given node set
+# ---------------------------------------------------------------------------------------------------------
+def node_pair_mask(node_counts: Tensor, max_nodes: int) -> Tensor:
+    """The bits a graph on its first ``n_b`` nodes may use: ``(B, D)`` 0/1 floats, ``D = max_nodes (max_nodes-1)/2``.
+
+    Bit ``(i, j)``, ``i < j``, is 1 for graph ``b`` when ``j < node_counts[b]``; the other nodes are padding.
+    """
+    counts = _check_node_counts(node_counts, max_nodes)
+    _, cols = torch.triu_indices(max_nodes, max_nodes, offset=1, device=counts.device)
+    return (cols < counts[:, None]).to(torch.get_default_dtype())
+
+
+def sample_node_counts(
+    graphs: Sequence[nx.Graph], n_samples: int, *, generator: torch.Generator | None = None
+) -> Tensor:
+    """``n_samples`` node counts drawn with replacement from those of ``graphs``, shape ``(n_samples,)``.
+
+    The empirical distribution that GraphRNN-style generators use to fix the size of each new graph.
+    """
+    if len(graphs) == 0:
+        raise ValueError("graphs must not be empty")
+    check_int(n_samples, "n_samples", minimum=1)
+    counts = torch.tensor([graph.number_of_nodes() for graph in graphs])
+    return counts[torch.randint(len(graphs), (n_samples,), generator=generator)]
+
+
+def _check_node_counts(node_counts: Tensor, max_nodes: int) -> Tensor:
+    check_int(max_nodes, "max_nodes", minimum=2)
+    check_tensor(node_counts, "node_counts", ndim=1)
+    if node_counts.is_floating_point() or node_counts.dtype == torch.bool:
+        raise ValueError(f"node_counts must hold integers, got dtype {node_counts.dtype}")
+    if ((node_counts < 2) | (node_counts > max_nodes)).any():
+        raise ValueError(f"node_counts must lie in [2, max_nodes={max_nodes}]")
+    return node_counts
+
+
+def gibbs_within_nodes(
+    energy_fn: Callable[[Tensor], Tensor], x: Tensor, node_counts: Tensor, n_sweeps: int = 1
+) -> Tensor:
+    """Systematic-scan Gibbs sampling of adjacency bits, graph ``b`` restricted to its first ``node_counts[b]`` nodes.
+
+    Samples ``p(x_in | x_out = 0) ∝ exp(-E(x))`` where ``x_in`` are the bits of :func:`node_pair_mask` and the
+    padding bits ``x_out`` stay 0: a sweep resamples every allowed bit once from its exact conditional,
+    ``p(flip) = sigmoid(E(x) - E(x^{(i)}))``, as :func:`ebmlib.samplers.gibbs_binary` does for all bits. This is
+    sampling conditioned on the number of nodes, as GraphRNN-style generators do: the energy is still defined
+    on the padded ``max_nodes`` adjacency, but no chain can grow beyond its node set into regions of the
+    padded space that training never visited. Chains are sorted by node count, so bit ``(i, j)`` is resampled
+    on a leading block of chains only (those with ``n_b > j``), and a sweep costs about ``Σ_b n_b (n_b - 1)/2``
+    single-graph energy evaluations instead of ``B · D``.
+
+    Parameters
+    ----------
+    energy_fn
+        Maps bits ``(B, D)`` to energies ``(B,)``.
+    x
+        Initial 0/1 states, floating dtype, shape ``(B, D)``; 0 outside each chain's node set (e.g. all zeros:
+        chains started from empty graphs).
+    node_counts
+        Integer tensor ``(B,)`` in ``[2, max_nodes]``, on any device (see :func:`sample_node_counts`).
+    n_sweeps
+        Number of sweeps over the allowed bits.
+
+    Returns
+    -------
+    Tensor
+        Final states ``(B, D)``, in the order of the input chains.
+    """
+    check_tensor(x, "x", ndim=2, floating=True)
+    check_binary(x, "x")
+    max_nodes = int(round((1 + math.sqrt(1 + 8 * x.shape[1])) / 2))
+    if num_pairs(max_nodes) != x.shape[1]:
+        raise ValueError(f"x must have n (n - 1) / 2 columns for some n, got {x.shape[1]}")
+    check_int(n_sweeps, "n_sweeps", minimum=1)
+    counts = _check_node_counts(node_counts, max_nodes).cpu()
+    if counts.shape[0] != x.shape[0]:
+        raise ValueError(f"node_counts must have one entry per chain ({x.shape[0]}), got {counts.shape[0]}")
+    if (x * (1 - node_pair_mask(counts, max_nodes).to(x))).any():
+        raise ValueError("x has edges outside its chain's node set; start from states inside node_pair_mask")
+    order = torch.argsort(counts, descending=True)
+    _, cols = torch.triu_indices(max_nodes, max_nodes, offset=1)
+    # Chains with n_b > j form a prefix after sorting; their number per bit is known before the loop, so the
+    # loop needs no host synchronisation.
+    n_active = (counts[order][None, :] > cols[:, None]).sum(1).tolist()
+    with torch.no_grad():
+        x = x[order.to(x.device)].clone()
+        energy = check_energy_output(energy_fn(x), x.shape[0], "energy_fn", finite=False)
+        finite = torch.isfinite(energy).all()
+        for _ in range(n_sweeps):
+            for bit, k in enumerate(n_active):
+                if k == 0:
+                    continue
+                flipped = x[:k].clone()
+                flipped[:, bit] = 1 - flipped[:, bit]
+                energy_flipped = check_energy_output(energy_fn(flipped), k, "energy_fn", finite=False)
+                finite &= torch.isfinite(energy_flipped).all()
+                flip = torch.rand_like(energy_flipped) < torch.sigmoid(energy[:k] - energy_flipped)
+                x[:k, bit] = torch.where(flip, flipped[:, bit], x[:k, bit])
+                energy[:k] = torch.where(flip, energy_flipped, energy[:k])
+    if not finite:
+        raise ValueError("energy_fn returned NaN or infinite values")
+    return x[torch.argsort(order).to(x.device)]
 
 
 # ---------------------------------------------------------------------------------------------------------
