@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ebmlib.samplers import langevin
+from ebmlib.samplers import _check_clamp, langevin
 from ebmlib.utils import EnergyFn, check_energy_output, check_int, check_positive, check_tensor
 
 DYNAMICS = ("ode", "euler", "noisy")
@@ -114,7 +114,13 @@ def ode_sample(
 
 
 def euler_sample(
-    energy_fn: EnergyFn, x0: Tensor, *, n_steps: int, step_size: float, create_graph: bool = False
+    energy_fn: EnergyFn,
+    x0: Tensor,
+    *,
+    n_steps: int,
+    step_size: float,
+    create_graph: bool = False,
+    clamp: tuple[float, float] | None = None,
 ) -> Tensor:
     """Forward-Euler (gradient-descent) generator :math:`x_{k+1} = x_k - (\\eta/2)\\nabla_x E_\\theta(x_k)`
     for ``k = 0..K-1`` (paper eqs. 7-8).
@@ -133,6 +139,9 @@ def euler_sample(
         Keep the graph of every gradient so that ``x_K`` is a differentiable function of the energy's
         parameters through the whole trajectory (the generator term of eq. 12; memory grows with ``K``).
         Otherwise the result is detached.
+    clamp
+        ``(lo, hi)``: clamp every coordinate to the data range after each step, as image EBMs usually do
+        (not mentioned by the paper). Clamped coordinates pass no gradient.
 
     Returns
     -------
@@ -142,11 +151,14 @@ def euler_sample(
     check_tensor(x0, "x0", min_ndim=1, floating=True)
     check_int(n_steps, "n_steps", minimum=1)
     half_eta = check_positive(step_size, "step_size") / 2
+    bounds = None if clamp is None else _check_clamp(clamp)
     x = x0.detach()
     with torch.enable_grad():
         for _ in range(n_steps):
             grad, x = _grad(energy_fn, x, create_graph=create_graph)
             x = x - half_eta * grad
+            if bounds is not None:
+                x = x.clamp(*bounds)
             if not create_graph:
                 x = x.detach()
     if not torch.isfinite(x).all():
@@ -154,7 +166,15 @@ def euler_sample(
     return x
 
 
-def noisy_sample(energy_fn: EnergyFn, x0: Tensor, *, n_steps: int, step_size: float, noise_scale: float) -> Tensor:
+def noisy_sample(
+    energy_fn: EnergyFn,
+    x0: Tensor,
+    *,
+    n_steps: int,
+    step_size: float,
+    noise_scale: float,
+    clamp: tuple[float, float] | None = None,
+) -> Tensor:
     """Noisy short-run Langevin dynamics :math:`x_{k+1} = x_k - (\\eta/2)\\nabla_x E(x_k) + \\sigma\\,\\omega_k`
     (paper eq. 3 with the noise reduced from :math:`\\sqrt{\\eta}` to :math:`\\sigma`, as EBM practice does).
 
@@ -164,13 +184,13 @@ def noisy_sample(energy_fn: EnergyFn, x0: Tensor, *, n_steps: int, step_size: fl
 
     Parameters
     ----------
-    energy_fn, x0, n_steps, step_size
+    energy_fn, x0, n_steps, step_size, clamp
         As in :func:`euler_sample`.
     noise_scale
         ``σ >= 0``, the absolute standard deviation of the noise added per step (the paper: 0.1).
     """
     eps = math.sqrt(check_positive(step_size, "step_size"))
-    return langevin(energy_fn, x0, n_steps=n_steps, step_size=eps, noise_scale=noise_scale)
+    return langevin(energy_fn, x0, n_steps=n_steps, step_size=eps, noise_scale=noise_scale, clamp=clamp)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -356,10 +376,16 @@ def frozen(energy: nn.Module) -> Callable[[Tensor], Tensor]:
 
 
 def self_adversarial_loss(
-    energy: nn.Module, x_pos: Tensor, x_k: Tensor, *, generator: bool = True, l2_reg: float = 0.0
+    energy: nn.Module,
+    x_pos: Tensor,
+    x_k: Tensor,
+    *,
+    generator: bool = True,
+    generator_weight: float = 1.0,
+    l2_reg: float = 0.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Paper eq. 12: :math:`\\overline{E_\\theta(x^+)} - \\overline{E_\\theta(\\mathrm{sg}[x_K])}
-    + \\overline{E_{\\mathrm{sg}(\\theta)}(x_K)}`.
+    + \\lambda\\,\\overline{E_{\\mathrm{sg}(\\theta)}(x_K)}` with :math:`\\lambda = 1` in the paper.
 
     The first two terms are the maximum-likelihood (critic) update of eq. 1 with the generated samples held
     fixed; the third is the generator update of eq. 11, which reaches θ only through ``x_K = G_θ(x_0)``.
@@ -375,6 +401,8 @@ def self_adversarial_loss(
         unrolled dynamics (:func:`euler_sample` with ``create_graph=True``).
     generator
         Add the generator term; without it this is the plain EBM loss.
+    generator_weight
+        :math:`\\lambda > 0`, the weight of the generator term (the paper: 1).
     l2_reg
         :math:`\\alpha \\ge 0`: adds :math:`\\alpha(\\overline{E_\\theta(x^+)^2} + \\overline{E_\\theta(x^-)^2})`
         (Du & Mordatch, 2019), which bounds the scale of the energy. Not in the paper; 0 by default.
@@ -388,6 +416,7 @@ def self_adversarial_loss(
     check_tensor(x_k, "x_k", min_ndim=1, finite=False)
     if x_pos.shape[1:] != x_k.shape[1:]:
         raise ValueError(f"x_pos and x_k must share the event shape, got {tuple(x_pos.shape)} and {tuple(x_k.shape)}")
+    check_positive(generator_weight, "generator_weight")
     if generator and not x_k.requires_grad:
         raise ValueError("x_k carries no graph: sample it with create_graph=True for the generator term")
     e_pos = check_energy_output(energy(x_pos), x_pos.shape[0], finite=False)
@@ -402,7 +431,7 @@ def self_adversarial_loss(
         return critic_loss, logs
     gen = frozen(energy)(x_k).mean()
     logs["generator"] = gen.detach()
-    return critic_loss + gen, logs
+    return critic_loss + generator_weight * gen, logs
 
 
 class SelfAdversarialLoss:
@@ -420,6 +449,8 @@ class SelfAdversarialLoss:
         ``n_steps, step_size, noise_scale``).
     generator
         Add the generator term (Euler dynamics only: it differentiates through the unrolled steps).
+    generator_weight
+        Its weight :math:`\\lambda` (the paper: 1).
     l2_reg
         Energy-magnitude regulariser of :func:`self_adversarial_loss` (0: the paper's loss).
     **sampler_kwargs
@@ -427,7 +458,13 @@ class SelfAdversarialLoss:
     """
 
     def __init__(
-        self, dynamics: str = "ode", *, generator: bool = False, l2_reg: float = 0.0, **sampler_kwargs: float | str
+        self,
+        dynamics: str = "ode",
+        *,
+        generator: bool = False,
+        generator_weight: float = 1.0,
+        l2_reg: float = 0.0,
+        **sampler_kwargs: float | str | tuple[float, float] | None,
     ) -> None:
         if dynamics not in DYNAMICS:
             raise ValueError(f"dynamics must be one of {DYNAMICS}, got {dynamics!r}")
@@ -435,6 +472,7 @@ class SelfAdversarialLoss:
             raise ValueError("generator=True needs dynamics='euler' (the unrolled, differentiable sampler)")
         if l2_reg != 0.0:
             check_positive(l2_reg, "l2_reg")
+        self.generator_weight = check_positive(generator_weight, "generator_weight")
         self.dynamics, self.generator, self.l2_reg, self.sampler_kwargs = dynamics, generator, l2_reg, sampler_kwargs
 
     def sample(self, energy: EnergyFn, x0: Tensor, *, create_graph: bool = False) -> Tensor:
@@ -447,7 +485,8 @@ class SelfAdversarialLoss:
 
     def __call__(self, energy: nn.Module, x_pos: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         x_k = self.sample(energy, torch.randn_like(x_pos), create_graph=self.generator)
-        return self_adversarial_loss(energy, x_pos, x_k, generator=self.generator, l2_reg=self.l2_reg)
+        return self_adversarial_loss(energy, x_pos, x_k, generator=self.generator,
+                                     generator_weight=self.generator_weight, l2_reg=self.l2_reg)
 
 
 class FlowMaximumLikelihood:
@@ -571,3 +610,46 @@ def train_classifier(
         loss.backward()
         optimizer.step()
     return model.eval()
+
+
+def inception_fid(real: Tensor, fake: Tensor, *, batch_size: int = 256) -> float:
+    """FID (Heusel et al., 2017) between two image sets by ``torchmetrics``' ``FrechetInceptionDistance``
+    (2048 pool features of the Inception-v3 weights of ``pytorch-fid``, images resized to 299×299).
+
+    An optional path for ``full`` scale: it needs ``pip install "ebmlib[fid]"`` (``torchmetrics`` and
+    ``torch-fidelity``) and downloads the Inception weights on first use.
+
+    Parameters
+    ----------
+    real, fake
+        Images in ``[-1, 1]``, shapes ``(N, C, H, W)`` and ``(M, C, H, W)`` with ``C`` 1 (replicated to RGB)
+        or 3; ``N, M >= 2``. Processed in chunks of ``batch_size`` on the images' device.
+
+    Raises
+    ------
+    ImportError
+        If ``torchmetrics`` or ``torch-fidelity`` is missing.
+    RuntimeError
+        If the Inception weights cannot be loaded (e.g. no internet on first use).
+    """
+    for x, name in ((real, "real"), (fake, "fake")):
+        check_tensor(x, name, ndim=4, floating=True)
+        if x.shape[0] < 2 or x.shape[1] not in (1, 3):
+            raise ValueError(f"{name} must have shape (N >= 2, 1 or 3, H, W), got {tuple(x.shape)}")
+    check_int(batch_size, "batch_size", minimum=1)
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+    except ImportError as error:
+        raise ImportError('inception_fid needs torchmetrics and torch-fidelity: pip install "ebmlib[fid]"') from error
+    try:
+        metric = FrechetInceptionDistance(feature=2048, normalize=True).to(real.device)
+    except (ImportError, ModuleNotFoundError) as error:
+        raise ImportError('inception_fid needs torch-fidelity: pip install "ebmlib[fid]"') from error
+    except Exception as error:  # a failed download surfaces as URLError, HTTPError or OSError
+        raise RuntimeError(f"could not load the Inception-v3 weights (internet needed on first use): {error}") from error
+    with torch.no_grad():
+        for x, is_real in ((real, True), (fake, False)):
+            for chunk in x.split(batch_size):
+                rgb = chunk.expand(-1, 3, -1, -1) if chunk.shape[1] == 1 else chunk
+                metric.update(((rgb.clamp(-1, 1) + 1) / 2).to(real.device), real=is_real)
+        return float(metric.compute())

@@ -2,6 +2,7 @@
 
 import itertools
 import math
+import sys
 
 import pytest
 import scipy.linalg
@@ -20,6 +21,7 @@ from ebmlib.noisefree import (
     frozen,
     hessian_trace,
     hutchinson_trace,
+    inception_fid,
     noisy_sample,
     ode_sample,
     self_adversarial_loss,
@@ -238,6 +240,34 @@ def test_no_gradient_leaks_into_stop_gradient_branches(tiny):
     assert z.grad is None and model.a.grad is not None
 
 
+def test_generator_weight_scales_only_the_generator_gradient(tiny):
+    a, b, x_pos, x0 = tiny
+    model = DiagonalQuadratic(a, b)
+    x_k = euler_sample(model, x0, n_steps=4, step_size=0.3, create_graph=True)
+    loss, _ = self_adversarial_loss(model, x_pos, x_k, generator_weight=0.25)
+    loss.backward()
+    critic, gen, _ = _hand_gradients(a, b, x_pos, x0, 4, 0.3)
+    assert torch.allclose(model.a.grad, critic[0] + 0.25 * gen[0], atol=1e-12)
+    assert torch.allclose(model.b.grad, critic[1] + 0.25 * gen[1], atol=1e-12)
+
+
+def test_clamped_euler_path_stays_in_range_and_clamped_coordinates_pass_no_gradient(tiny):
+    a, b, _, x0 = tiny
+    model = DiagonalQuadratic(a, -4 * b)
+    free = euler_sample(model, 3 * x0, n_steps=4, step_size=0.3)
+    assert torch.equal(euler_sample(model, 3 * x0, n_steps=4, step_size=0.3, clamp=(-100.0, 100.0)), free)
+    x_k = euler_sample(model, 3 * x0, n_steps=4, step_size=0.3, create_graph=True, clamp=(-0.5, 0.5))
+    assert free.abs().max() > 0.5 and x_k.abs().max() <= 0.5
+    at_bound = x_k.detach().abs() == 0.5
+    assert at_bound.any() and not at_bound.all()
+    (x_k * at_bound).sum().backward(retain_graph=True)
+    assert model.a.grad.abs().max() == 0 and model.b.grad.abs().max() == 0
+    (x_k * ~at_bound).sum().backward()
+    assert model.a.grad.abs().max() > 0
+    langevin_path = noisy_sample(model, 3 * x0, n_steps=4, step_size=0.3, noise_scale=0.1, clamp=(-0.5, 0.5))
+    assert langevin_path.abs().max() <= 0.5
+
+
 def test_energy_magnitude_penalty_is_added(tiny):
     a, b, x_pos, x0 = tiny
     model = DiagonalQuadratic(a, b)
@@ -329,6 +359,11 @@ def test_frechet_distance_of_gaussian_samples():
         lambda: SelfAdversarialLoss("ode", generator=True),
         lambda: SelfAdversarialLoss("langevin"),
         lambda: SelfAdversarialLoss("euler", l2_reg=-1.0),
+        lambda: SelfAdversarialLoss("euler", generator_weight=0.0),
+        lambda: euler_sample(quadratic, torch.randn(3, 2, dtype=torch.float64), n_steps=2, step_size=0.1,
+                             clamp=(1.0, -1.0)),
+        lambda: inception_fid(torch.rand(4, 8, 8), torch.rand(4, 1, 8, 8)),
+        lambda: inception_fid(torch.rand(4, 2, 8, 8), torch.rand(4, 2, 8, 8)),
         lambda: self_adversarial_loss(MLPEnergy(2), torch.randn(3, 2), torch.randn(3, 2), generator=True),
         lambda: self_adversarial_loss(MLPEnergy(2), torch.randn(3, 2), torch.randn(3, 3), generator=False),
         lambda: frozen(quadratic),
@@ -347,3 +382,11 @@ def test_bad_input_raises_value_error(call):
 def test_nan_energy_raises():
     with pytest.raises(ValueError):
         euler_sample(lambda x: x.sum(-1) * float("nan"), torch.randn(3, 2), n_steps=2, step_size=0.1)
+
+
+def test_inception_fid_without_its_packages_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchmetrics", None)
+    monkeypatch.setitem(sys.modules, "torchmetrics.image", None)
+    monkeypatch.setitem(sys.modules, "torchmetrics.image.fid", None)
+    with pytest.raises(ImportError, match=r"ebmlib\[fid\]"):
+        inception_fid(torch.rand(4, 1, 8, 8) * 2 - 1, torch.rand(4, 1, 8, 8) * 2 - 1)
