@@ -189,6 +189,11 @@ def test_training_step_moves_chains_and_fits_the_flow():
         loss_fn = FlowEBMLoss(method, pool, n_chains=32, n_steps=5, step_size=0.1, flow=flow,
                               flow_optimizer=torch.optim.Adam(flow.parameters(), lr=1e-2))
         assert math.isfinite(loss_fn(energy, x_data)[0].item())
+    optimizer = torch.optim.Adam(flow.parameters(), lr=1e-2)
+    loss_fn = FlowEBMLoss("flowmc", pool, n_chains=32, n_steps=5, step_size=0.1, flow=flow, n_local=2,
+                          n_particles=4, flow_optimizer=optimizer, flow_steps=3)
+    loss_fn(energy, x_data)
+    assert next(iter(optimizer.state.values()))["step"].item() == 3  # three ML steps on the same negatives
 
 
 def test_bad_input_raises():
@@ -212,6 +217,9 @@ def test_bad_input_raises():
         FlowEBMLoss("cd", x, n_chains=2, n_steps=1, step_size=0.1)
     with pytest.raises(ValueError, match="flow"):
         FlowEBMLoss("flowmc", x, n_chains=2, n_steps=1, step_size=0.1)
+    with pytest.raises(ValueError, match="flow_steps"):
+        FlowEBMLoss("flowmc", x, n_chains=2, n_steps=1, step_size=0.1, flow=flow,
+                    flow_optimizer=torch.optim.Adam(flow.parameters()), flow_steps=0)
     with pytest.raises(ValueError, match="chains"):
         split_rhat(torch.zeros(1, 10, 2))
     with pytest.raises(ValueError, match="weights"):
