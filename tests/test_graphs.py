@@ -27,8 +27,10 @@ from ebmlib.graphs import (
     num_pairs,
     orbit_counts,
     orbit_statistic,
+    ratio_matching_within_nodes,
     sample_node_counts,
 )
+from ebmlib.losses import ratio_matching
 from ebmlib.nets import GraphEnergy, MLPEnergy
 from ebmlib.utils import energy_and_grad
 
@@ -475,3 +477,79 @@ def test_gibbs_within_nodes_rejects_bad_input():
         node_pair_mask(torch.tensor([2]), 1)
     with pytest.raises(ValueError, match="graphs"):
         sample_node_counts([], 3)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ratio matching on a node set
+# ---------------------------------------------------------------------------------------------------------
+def _within_nodes_by_loop(energy, x, counts):
+    """The objective bit by bit: sum over the allowed flips of exp(2 (E(x) - E(x_-i))), batch mean."""
+    mask = node_pair_mask(counts, 4)
+    total = 0.0
+    for b in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            if mask[b, i]:
+                flipped = x[b : b + 1].clone()
+                flipped[0, i] = 1 - flipped[0, i]
+                total += torch.exp(2 * (energy(x[b : b + 1]) - energy(flipped))).item()
+    return total / x.shape[0]
+
+
+def test_ratio_matching_within_nodes_equals_the_sum_over_allowed_flips():
+    energy = _PairEnergy(6, seed=1)
+    counts = torch.tensor([2, 3, 4, 3])
+    x = (torch.rand(4, 6, generator=torch.Generator().manual_seed(0)) < 0.5).double() * node_pair_mask(counts, 4)
+    exact, logs = ratio_matching_within_nodes(energy, x, counts)
+    assert math.isclose(exact.item(), _within_nodes_by_loop(energy, x, counts), rel_tol=1e-10)
+    assert logs["max_log_term"].isfinite()
+    full = torch.full((4,), 4)  # every pair allowed: plain ratio matching
+    assert torch.allclose(ratio_matching_within_nodes(energy, x, full)[0], ratio_matching(energy, x)[0])
+    # s >= every graph's pair count: the sampled estimate takes every allowed flip once, so it is exact.
+    assert torch.allclose(ratio_matching_within_nodes(energy, x, counts, n_samples=6)[0], exact)
+    # s = 1: one allowed term per graph, so the estimate lies between the smallest and the full sum; the
+    # one-pair graph (n = 2) contributes its single term every time.
+    torch.manual_seed(0)
+    draws = torch.stack([ratio_matching_within_nodes(energy, x, counts, n_samples=1)[0] for _ in range(200)])
+    assert (draws < exact).all() and (draws > 0).all() and draws.std() > 0
+    one_pair = ratio_matching_within_nodes(energy, x[:1], counts[:1], n_samples=1)[0]
+    assert torch.allclose(one_pair, ratio_matching_within_nodes(energy, x[:1], counts[:1])[0])
+
+
+def test_ratio_matching_within_nodes_ignores_padding_and_trains_the_energy():
+    torch.manual_seed(0)
+    x = torch.tensor([[1.0, 1, 0, 0, 0, 0], [0, 1, 0, 1, 0, 0]])
+    # On 3 nodes, bits (0,3) (1,3) (2,3) are padding. Switching one on would lower this energy by 200, a
+    # ratio term of e^400 (inf in float32): excluding those flips must keep the loss finite.
+    def steep(bits):
+        return -200.0 * bits[:, [2, 4, 5]].sum(1) + bits[:, 0]
+
+    for s in (None, 2, 6):
+        loss, _ = ratio_matching_within_nodes(steep, x, torch.tensor([3, 3]), n_samples=s)
+        assert loss.isfinite() and loss > 0, s
+    assert not ratio_matching_within_nodes(steep, x, torch.tensor([4, 4]))[0].isfinite()  # the test has power
+    counts = torch.tensor([3, 4])
+    x = torch.tensor([[1.0, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 1]])
+    model = GraphEnergy(4, hidden=8, depth=2)
+    for s in (None, 3):
+        model.zero_grad()
+        ratio_matching_within_nodes(model, x, counts, n_samples=s)[0].backward()
+        # Every weight but the readout's last bias (energy differences cancel it) must receive a gradient.
+        grads = [p.grad for name, p in model.named_parameters() if not name.endswith(".bias")]
+        assert all(g is not None and g.abs().sum() > 0 for g in grads), s
+
+
+def test_ratio_matching_within_nodes_rejects_bad_input():
+    energy = _PairEnergy(6)
+    x = torch.zeros(2, 6, dtype=torch.float64)
+    with pytest.raises(ValueError, match="outside"):
+        ratio_matching_within_nodes(energy, torch.eye(2, 6, dtype=torch.float64).flip(1), torch.tensor([2, 3]))
+    with pytest.raises(ValueError, match="node_counts"):
+        ratio_matching_within_nodes(energy, x, torch.tensor([2, 3, 4]))
+    with pytest.raises(ValueError, match="node_counts"):
+        ratio_matching_within_nodes(energy, x, torch.tensor([2, 7]))
+    with pytest.raises(ValueError, match="n_samples"):
+        ratio_matching_within_nodes(energy, x, torch.tensor([2, 3]), n_samples=0)
+    with pytest.raises(ValueError, match="x"):
+        ratio_matching_within_nodes(energy, x + 0.5, torch.tensor([2, 3]))
+    with pytest.raises(ValueError, match="columns"):
+        ratio_matching_within_nodes(energy, torch.zeros(2, 5), torch.tensor([2, 3]))
