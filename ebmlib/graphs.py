@@ -26,6 +26,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from ebmlib.discrepancy import Perturbation
 from ebmlib.losses import rmwggis_proposal
 from ebmlib.metrics import mmd2
 from ebmlib.utils import (
@@ -431,6 +432,36 @@ def ratio_matching_within_nodes(
     loss = torch.zeros_like(energy).index_add(0, graph, log_terms.exp()).mean()
     max_log = log_terms.max()
     return loss, {"objective": loss.detach(), "max_log_term": max_log.detach()}
+
+
+class NodeSetPerturbation(Perturbation):
+    """Energy-discrepancy noise that flips only pairs of each graph's node set (cf. :func:`gibbs_within_nodes`).
+
+    Rows are ``(D + 1,)``: the adjacency bits followed by the node count ``n`` (as a float), which is never
+    changed. ``epsilon`` flips each of the ``n (n - 1)/2`` allowed bits with that probability (the Bernoulli
+    perturbation on the node set); ``epsilon=None`` flips one allowed bit chosen uniformly (the grid
+    perturbation). Both are symmetric, as energy discrepancy needs. Train an energy ``E`` on bits with
+    ``lambda z: E(z[:, :-1])``.
+    """
+
+    def __init__(self, max_nodes: int, epsilon: float | None = None) -> None:
+        self.max_nodes = check_int(max_nodes, "max_nodes", minimum=2)
+        self.epsilon = None if epsilon is None else check_probability(epsilon, "epsilon")
+
+    def check(self, x: Tensor, name: str = "x") -> Tensor:
+        check_tensor(x, name, shape=(None, num_pairs(self.max_nodes) + 1), floating=True)
+        check_binary(x[:, :-1], name)
+        return x
+
+    def sample_y(self, x: Tensor) -> Tensor:
+        bits, counts = x[:, :-1], x[:, -1:]
+        mask = node_pair_mask(counts[:, 0].long(), self.max_nodes).to(bits)
+        if self.epsilon is None:  # argmax of uniform noise over the allowed bits: one uniform allowed bit
+            index = (torch.rand_like(bits) + mask).argmax(1, keepdim=True)
+            bits = bits.scatter(1, index, 1 - bits.gather(1, index))
+        else:
+            bits = torch.where((torch.rand_like(bits) < self.epsilon) & (mask > 0), 1 - bits, bits)
+        return torch.cat([bits, counts], dim=1)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from ebmlib.graphs import (
     CITESEER_CITES_SHA256,
     N_ORBITS,
+    NodeSetPerturbation,
     bits_to_adjacency,
     bits_to_graphs,
     citation_like_graph,
@@ -553,3 +554,28 @@ def test_ratio_matching_within_nodes_rejects_bad_input():
         ratio_matching_within_nodes(energy, x + 0.5, torch.tensor([2, 3]))
     with pytest.raises(ValueError, match="columns"):
         ratio_matching_within_nodes(energy, torch.zeros(2, 5), torch.tensor([2, 3]))
+
+
+def test_node_set_perturbation_flips_only_node_set_pairs_at_the_stated_rate():
+    torch.manual_seed(0)
+    counts = torch.tensor([3.0, 4.0, 2.0]).repeat(2000)
+    bits = (torch.rand(6000, 6) < 0.5).float() * node_pair_mask(counts.long(), 4)
+    rows = torch.cat([bits, counts[:, None]], 1)
+    allowed = node_pair_mask(counts.long(), 4)
+    for epsilon in (0.2, None):
+        y = NodeSetPerturbation(4, epsilon).sample_y(rows)
+        assert torch.equal(y[:, -1], counts), "the node count must not change"
+        flips = (y[:, :-1] != bits).float()
+        assert (flips * (1 - allowed)).sum() == 0, "a padding bit was flipped"
+        if epsilon is None:
+            assert (flips.sum(1) == 1).all()
+            two_nodes = flips[counts == 2]  # one allowed pair: always bit 0
+            assert (two_nodes[:, 0] == 1).all()
+            per_bit = flips[counts == 3][:, [0, 1, 3]].mean(0)  # uniform over the 3 allowed pairs
+            assert (per_bit - 1 / 3).abs().max() < 0.05, per_bit
+        else:
+            assert abs(flips.sum().item() / allowed.sum().item() - epsilon) < 0.02
+    with pytest.raises(ValueError, match="epsilon"):
+        NodeSetPerturbation(4, 1.5)
+    with pytest.raises(ValueError, match="x"):
+        NodeSetPerturbation(4, 0.1).check(torch.zeros(2, 6))
