@@ -196,6 +196,14 @@ def num_pairs(max_nodes: int) -> int:
     return max_nodes * (max_nodes - 1) // 2
 
 
+def _nodes_of_bits(x: Tensor) -> int:
+    """The ``n`` with ``n (n - 1) / 2`` equal to the number of columns of bits ``x`` ``(B, D)``."""
+    n = int(round((1 + math.sqrt(1 + 8 * x.shape[1])) / 2))
+    if num_pairs(n) != x.shape[1]:
+        raise ValueError(f"x must have n (n - 1) / 2 columns for some n, got {x.shape[1]}")
+    return n
+
+
 def _check_simple(graph: nx.Graph, name: str) -> None:
     if not isinstance(graph, nx.Graph) or graph.is_directed() or graph.is_multigraph():
         raise ValueError(f"{name} must be an undirected simple networkx.Graph, got {type(graph).__name__}")
@@ -332,9 +340,7 @@ def gibbs_within_nodes(
     """
     check_tensor(x, "x", ndim=2, floating=True)
     check_binary(x, "x")
-    max_nodes = int(round((1 + math.sqrt(1 + 8 * x.shape[1])) / 2))
-    if num_pairs(max_nodes) != x.shape[1]:
-        raise ValueError(f"x must have n (n - 1) / 2 columns for some n, got {x.shape[1]}")
+    max_nodes = _nodes_of_bits(x)
     check_int(n_sweeps, "n_sweeps", minimum=1)
     counts = _check_node_counts(node_counts, max_nodes).cpu()
     if counts.shape[0] != x.shape[0]:
@@ -401,9 +407,7 @@ def ratio_matching_within_nodes(
     """
     check_tensor(x, "x", ndim=2, floating=True)
     check_binary(x, "x")
-    max_nodes = int(round((1 + math.sqrt(1 + 8 * x.shape[1])) / 2))
-    if num_pairs(max_nodes) != x.shape[1]:
-        raise ValueError(f"x must have n (n - 1) / 2 columns for some n, got {x.shape[1]}")
+    max_nodes = _nodes_of_bits(x)
     if node_counts.shape != (x.shape[0],):
         raise ValueError(f"node_counts must have shape ({x.shape[0]},), got {tuple(node_counts.shape)}")
     mask = node_pair_mask(_check_node_counts(node_counts, max_nodes).to(x.device), max_nodes).to(x)
