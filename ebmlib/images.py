@@ -1,4 +1,4 @@
-"""Small image data sets with labels, for the joint EBMs of chapter 2.
+"""Small image data sets with labels (chapters 2 and 5), and image-quality measures.
 
 * :func:`load_digits_levels` — scikit-learn's bundled 8×8 digits (17 grey levels, no download).
 * :func:`dequantise`, :func:`logit_transform`, :func:`inverse_logit_transform` — the preprocessing of
@@ -7,6 +7,9 @@
 * :func:`render_ellipses`, :func:`ellipse_dataset` — procedural dSprites-style ellipses: 32×32 images with
   the position binned into 16 × 16 classes (or coarser bins).
 * :func:`load_mnist` — MNIST from local IDX files, each verified against its SHA-256 (no download here).
+* :class:`FeatureClassifier`, :func:`train_classifier` — a small CNN whose features stand in for Inception's in
+  a Fréchet distance (:func:`ebmlib.metrics.frechet_distance`); :func:`inception_fid` — real FID (optional
+  ``fid`` extra).
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from ebmlib.utils import check_int, check_probability, check_tensor, read_verified
+from ebmlib.utils import check_int, check_positive, check_probability, check_tensor, read_verified
 
 LOGIT_ALPHA = 1e-6
 """``α`` of the logit transform (App. B.2.1)."""
@@ -248,3 +251,106 @@ def image_grid(x_bar: Tensor, shape: tuple[int, int], *, nrow: int) -> np.ndarra
         grid[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + c * (w + 1): 1 + c * (w + 1) + w] = image
     return grid
 
+
+# ---------------------------------------------------------------------------------------------------------
+# Image quality: Fréchet distances on classifier features, Inception FID
+# ---------------------------------------------------------------------------------------------------------
+class FeatureClassifier(nn.Module):
+    """A small CNN classifier whose penultimate activations serve as features for a Fréchet distance
+    (a stand-in for the Inception network of FID on data where no pretrained network is available).
+
+    Two 3×3 convolutions (32 and 64 filters, the second with stride 2), ReLU, a ``feature_dim``-unit hidden
+    layer (the features) and a linear layer to ``n_classes`` logits.
+
+    Parameters
+    ----------
+    image_size
+        Side of the square input, even.
+    channels, n_classes, feature_dim
+        Input channels, classes, feature width.
+    """
+
+    def __init__(self, image_size: int, channels: int = 1, *, n_classes: int = 10, feature_dim: int = 64) -> None:
+        super().__init__()
+        check_int(image_size, "image_size", minimum=2)
+        if image_size % 2:
+            raise ValueError(f"image_size must be even, got {image_size}")
+        check_int(n_classes, "n_classes", minimum=2)
+        check_int(feature_dim, "feature_dim", minimum=1)
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, 1, 1), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(), nn.Flatten(),
+            nn.Linear(64 * (image_size // 2) ** 2, feature_dim), nn.ReLU(),
+        )
+        self.classify = nn.Linear(feature_dim, n_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        """Penultimate activations ``(B, feature_dim)`` of images ``(B, C, H, W)``."""
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits ``(B, n_classes)``."""
+        return self.classify(self.body(x))
+
+
+def train_classifier(
+    model: nn.Module, x: Tensor, y: Tensor, *, n_iters: int, batch_size: int = 128, lr: float = 1e-3
+) -> nn.Module:
+    """Fit ``model`` (logits) to images ``x`` ``(N, ...)`` and integer labels ``y`` ``(N,)`` by cross-entropy
+    with Adam; returns the model in eval mode."""
+    check_tensor(x, "x", min_ndim=2, floating=True)
+    check_tensor(y, "y", shape=(x.shape[0],))
+    check_int(n_iters, "n_iters", minimum=1)
+    check_int(batch_size, "batch_size", minimum=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=check_positive(lr, "lr"))
+    model.train()
+    for _ in range(n_iters):
+        index = torch.randint(0, x.shape[0], (batch_size,), device=x.device)
+        loss = nn.functional.cross_entropy(model(x[index]), y[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def inception_fid(real: Tensor, fake: Tensor, *, batch_size: int = 256) -> float:
+    """FID (Heusel et al., 2017) between two image sets by ``torchmetrics``' ``FrechetInceptionDistance``
+    (2048 pool features of the Inception-v3 weights of ``pytorch-fid``, images resized to 299×299).
+
+    An optional path for ``full`` scale: it needs ``pip install "ebmlib[fid]"`` (``torchmetrics`` and
+    ``torch-fidelity``) and downloads the Inception weights on first use.
+
+    Parameters
+    ----------
+    real, fake
+        Images in ``[-1, 1]``, shapes ``(N, C, H, W)`` and ``(M, C, H, W)`` with ``C`` 1 (replicated to RGB)
+        or 3; ``N, M >= 2``. Processed in chunks of ``batch_size`` on the images' device.
+
+    Raises
+    ------
+    ImportError
+        If ``torchmetrics`` or ``torch-fidelity`` is missing.
+    RuntimeError
+        If the Inception weights cannot be loaded (e.g. no internet on first use).
+    """
+    for x, name in ((real, "real"), (fake, "fake")):
+        check_tensor(x, name, ndim=4, floating=True)
+        if x.shape[0] < 2 or x.shape[1] not in (1, 3):
+            raise ValueError(f"{name} must have shape (N >= 2, 1 or 3, H, W), got {tuple(x.shape)}")
+    check_int(batch_size, "batch_size", minimum=1)
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+    except ImportError as error:
+        raise ImportError('inception_fid needs torchmetrics and torch-fidelity: pip install "ebmlib[fid]"') from error
+    try:
+        metric = FrechetInceptionDistance(feature=2048, normalize=True).to(real.device)
+    except (ImportError, ModuleNotFoundError) as error:
+        raise ImportError('inception_fid needs torch-fidelity: pip install "ebmlib[fid]"') from error
+    except Exception as error:  # a failed download surfaces as URLError, HTTPError or OSError
+        message = f"could not load the Inception-v3 weights (internet needed on first use): {error}"
+        raise RuntimeError(message) from error
+    with torch.no_grad():
+        for x, is_real in ((real, True), (fake, False)):
+            for chunk in x.split(batch_size):
+                rgb = chunk.expand(-1, 3, -1, -1) if chunk.shape[1] == 1 else chunk
+                metric.update(((rgb.clamp(-1, 1) + 1) / 2).to(real.device), real=is_real)
+        return float(metric.compute())

@@ -14,19 +14,20 @@ The paper writes the model with a log-density ``f_θ(x, y)``; here, as everywher
   one Langevin step (eq. 3, :func:`ebmlib.samplers.langevin`) on ``x | y``.
 * :class:`JointEnergy` — ``E(x, y) = -MLP(concat(h_φ(x), y))`` (paper §6).
 * :func:`predict_energy`, :func:`predict_sample`, :func:`attribute_accuracy` — the two predictors of §5.
-* :class:`JointNoise`, :func:`impute_missing`, :func:`linear_warmup` — initial distributions, partially
-  observed labels (eq. 8) and the learning-rate warm-up of App. B.
+* :class:`JointNoise`, :func:`impute_missing` — initial distributions and partially observed labels (eq. 8);
+  the learning-rate warm-up of App. B is :func:`ebmlib.train.linear_warmup`, the image features ``h_φ``
+  :func:`ebmlib.nets.conv_features`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ebmlib.nets import MLP, make_activation
+from ebmlib.nets import MLP
 from ebmlib.samplers import (
     _langevin_move,
     _langevin_step,
@@ -495,23 +496,6 @@ def impute_missing(energy_fn: EnergyFn, z: Tensor, noise: JointNoise, *, n_steps
     return torch.cat([x, y], dim=1)
 
 
-def linear_warmup(optimizer: torch.optim.Optimizer, n_warmup: int) -> Callable[[int, nn.Module], None]:
-    """A :func:`ebmlib.train.fit` callback: learning rate ``lr · (t + 1) / n_warmup`` for ``t < n_warmup``.
-
-    Sets the warm-up rate of the first step at once; call before :func:`~ebmlib.train.fit`.
-    """
-    check_int(n_warmup, "n_warmup", minimum=1)
-    base = [group["lr"] for group in optimizer.param_groups]
-
-    def set_rate(iteration: int, _model: nn.Module | None = None) -> None:
-        factor = min(1.0, (iteration + 1) / n_warmup)
-        for group, lr in zip(optimizer.param_groups, base):
-            group["lr"] = lr * factor
-
-    set_rate(0)
-    return set_rate
-
-
 # ---------------------------------------------------------------------------------------------------------
 # The joint energy network
 # ---------------------------------------------------------------------------------------------------------
@@ -571,21 +555,6 @@ class JointEnergy(nn.Module):
         with torch.no_grad():
             h = self._features(x)
         return lambda y: self._head(_repeat_rows(h, y.shape[0]), y)
-
-
-def conv_features(width: int = 16, out_channels: int = 16) -> nn.Sequential:
-    """The paper's ``h_φ`` for ``1×32×32`` images (App. B.3.2): four SiLU convolutions (``width`` = 16 doubles
-    to 128 over strides 2) and a 1×1 convolution to ``out_channels``; output ``(B, out_channels · 16)``."""
-    check_int(width, "width", minimum=1)
-    check_int(out_channels, "out_channels", minimum=1)
-    w = width
-    return nn.Sequential(
-        nn.Conv2d(1, w, 3, 1, 1), make_activation("silu"),
-        nn.Conv2d(w, 2 * w, 4, 2, 1), make_activation("silu"),
-        nn.Conv2d(2 * w, 4 * w, 4, 2, 1), make_activation("silu"),
-        nn.Conv2d(4 * w, 8 * w, 4, 2, 1), make_activation("silu"),
-        nn.Conv2d(8 * w, out_channels, 1), nn.Flatten(),
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -175,3 +175,20 @@ def load_checkpoint(
             raise ValueError(f"optimizer given but the checkpoint {path} holds no optimizer state")
         optimizer.load_state_dict(state["optimizer"])
     return state["extra"]
+
+
+def linear_warmup(optimizer: torch.optim.Optimizer, n_warmup: int) -> Callable[[int, nn.Module], None]:
+    """A :func:`ebmlib.train.fit` callback: learning rate ``lr · (t + 1) / n_warmup`` for ``t < n_warmup``.
+
+    Sets the warm-up rate of the first step at once; call before :func:`~ebmlib.train.fit`.
+    """
+    check_int(n_warmup, "n_warmup", minimum=1)
+    base = [group["lr"] for group in optimizer.param_groups]
+
+    def set_rate(iteration: int, _model: nn.Module | None = None) -> None:
+        factor = min(1.0, (iteration + 1) / n_warmup)
+        for group, lr in zip(optimizer.param_groups, base):
+            group["lr"] = lr * factor
+
+    set_rate(0)
+    return set_rate

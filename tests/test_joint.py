@@ -19,16 +19,16 @@ from ebmlib.joint import (
     all_configurations,
     attribute_accuracy,
     check_one_hot,
-    conv_features,
     gwg_categorical,
     impute_missing,
     labels_to_one_hot,
-    linear_warmup,
     mwg_joint,
     one_hot_to_labels,
     predict_energy,
     predict_sample,
 )
+from ebmlib.nets import conv_features
+from ebmlib.train import linear_warmup
 
 SIZES = (2, 3, 3)  # 18 configurations
 N_CHAINS = 10_000

@@ -9,11 +9,10 @@ import scipy.linalg
 import torch
 from torch import nn
 
+from ebmlib.images import FeatureClassifier, inception_fid
 from ebmlib.metrics import frechet_distance, gaussian_frechet_distance
-from ebmlib.nets import MLPEnergy
+from ebmlib.nets import ConvEnergy, MLPEnergy
 from ebmlib.noisefree import (
-    ConvEnergy,
-    FeatureClassifier,
     FlowMaximumLikelihood,
     SelfAdversarialLoss,
     euler_sample,
@@ -21,7 +20,6 @@ from ebmlib.noisefree import (
     frozen,
     hessian_trace,
     hutchinson_trace,
-    inception_fid,
     noisy_sample,
     ode_sample,
     self_adversarial_loss,

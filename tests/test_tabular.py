@@ -160,7 +160,8 @@ def adult_fixture_lines(n, seed=0):
         sex, relationship = (("Male", "Husband"), ("Female", "Wife"))[rng.integers(2)]
         lines.append(
             f"{rng.integers(20, 65)}, {('Private', 'State-gov', 'Self-emp-not-inc')[rng.integers(3)]}, "
-            f"{rng.integers(50_000, 300_000)}, {edu}, {edu_num}, {('Married-civ-spouse', 'Never-married')[rng.integers(2)]}, "
+            f"{rng.integers(50_000, 300_000)}, {edu}, {edu_num}, "
+            f"{('Married-civ-spouse', 'Never-married')[rng.integers(2)]}, "
             f"{('Adm-clerical', 'Exec-managerial', 'Prof-specialty')[rng.integers(3)]}, {relationship}, "
             f"{('White', 'Black')[rng.integers(2)]}, {sex}, 0, 0, {hours}, "
             f"{('United-States', 'Cuba')[rng.integers(2)]}, {'>50K' if rich else '<=50K'}")
