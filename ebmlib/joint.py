@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from ebmlib.nets import MLP
 from ebmlib.samplers import (
+    _check_clamp,
     _langevin_move,
     _langevin_step,
     _metropolis_hastings,
@@ -346,7 +347,7 @@ def mwg_joint(
     check_int(n_steps, "n_steps", minimum=1)
     drift = check_positive(step_size, "step_size") ** 2 / (2 * check_positive(temperature, "temperature"))
     check_positive(gwg_temperature, "gwg_temperature")
-    bounds = None if x_bounds is None else _check_bounds(x_bounds)
+    bounds = None if x_bounds is None else _check_clamp(x_bounds, "x_bounds")
     index = block_index(sizes, z.device)
     free = _free_columns(clamp, index, len(sizes), z.shape[0], z.device)
     update_y = bool(free.any())
@@ -375,15 +376,6 @@ def mwg_joint(
     return torch.cat([x, y], dim=1)
 
 
-def _check_bounds(x_bounds: tuple[float, float] | None) -> tuple[float, float]:
-    """Validate ``x_bounds`` (``None`` or ``(low, high)`` with ``low < high``); ``(-inf, inf)`` for ``None``."""
-    if x_bounds is None:
-        return -math.inf, math.inf
-    if len(x_bounds) != 2 or not float(x_bounds[0]) < float(x_bounds[1]):
-        raise ValueError(f"x_bounds must be None or (low, high) with low < high, got {x_bounds!r}")
-    return float(x_bounds[0]), float(x_bounds[1])
-
-
 class MWGSampler:
     """:func:`mwg_joint` with fixed settings, callable as ``sampler(energy_fn, z)`` (for PCD).
 
@@ -400,8 +392,7 @@ class MWGSampler:
         self.n_steps = check_int(n_steps, "n_steps", minimum=1)
         self.step_size = check_positive(step_size, "step_size")
         self.temperature = check_positive(temperature, "temperature")
-        _check_bounds(x_bounds)
-        self.x_bounds = x_bounds
+        self.x_bounds = None if x_bounds is None else _check_clamp(x_bounds, "x_bounds")
 
     def __call__(self, energy_fn: EnergyFn, z: Tensor, *, clamp: Tensor | None = None,
                  update_x: bool = True, n_steps: int | None = None) -> Tensor:

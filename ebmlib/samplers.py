@@ -378,10 +378,10 @@ def _check_noise_scale(value: object) -> float:
     return float(value)
 
 
-def _check_clamp(clamp: object) -> tuple[float, float]:
+def _check_clamp(clamp: object, name: str = "clamp") -> tuple[float, float]:
     valid = isinstance(clamp, (tuple, list)) and len(clamp) == 2 and all(_is_real(v) for v in clamp)
     if not valid or not clamp[0] < clamp[1]:
-        raise ValueError(f"clamp must be a pair (lo, hi) of numbers with lo < hi, got {clamp!r}")
+        raise ValueError(f"{name} must be a pair (lo, hi) of numbers with lo < hi, got {clamp!r}")
     return float(clamp[0]), float(clamp[1])
 
 
