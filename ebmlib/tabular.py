@@ -426,15 +426,28 @@ def tabcd_loss(n_numeric: int, n_classes: Sequence[int], *, cd_rounds: int,
     return PersistentContrastiveDivergence(buffer, sampler, l2_reg=0.3)
 
 
+def train_mixed(loss: Any, next_batch: Any, n_numeric: int, n_classes: Sequence[int], *, hidden: int,
+                n_iters: int, lr: float, device: torch.device | str | None = None,
+                desc: str | None = None) -> tuple[MixedEnergy, float]:
+    """Fit a fresh ``MixedEnergy(hidden=hidden, depth=3)`` with ``loss(model, batch)`` on ``next_batch()``.
+
+    Adam for ``n_iters`` steps with gradient clipping 5 and EMA 0.99 (:func:`ebmlib.train.fit`); returns the
+    EMA energy in eval mode and the training time in seconds.
+    """
+    energy = MixedEnergy(n_numeric, n_classes, hidden=hidden, depth=3).to(device)
+    result = fit(energy, loss, next_batch, n_iters=n_iters, lr=lr, grad_clip=5.0, ema_decay=0.99,
+                 progress=False, desc=desc)
+    return result.ema.module.eval(), result.seconds
+
+
 def compare_tstr(losses: dict[str, Any], train_rows: Tensor, test_rows: Tensor, *, target: int, n_numeric: int,
                  n_classes: Sequence[int], hidden: int, n_iters: int, lr: float, sample_rounds: int, n_draws: int,
                  batch_size: int = 128, step_size: float = 1e-3, model: str = "xgboost",
                  progress: bool = True) -> dict[str, dict[str, Any]]:
     """Train a :class:`MixedEnergy` per loss on ``train_rows`` and score its samples by TSTR on ``test_rows``.
 
-    Per loss (in the dict's order): a fresh ``MixedEnergy(hidden=hidden, depth=3)`` on the rows' device is fit
-    for ``n_iters`` Adam steps on minibatches of ``batch_size`` training rows (gradient clipping 5, EMA 0.99,
-    the EMA weights kept); then ``n_draws`` times, ``len(train_rows)`` synthetic rows are drawn by
+    Per loss (in the dict's order): an energy is trained by :func:`train_mixed` on minibatches of
+    ``batch_size`` training rows; then ``n_draws`` times, ``len(train_rows)`` synthetic rows are drawn by
     ``sample_rounds`` rounds of :func:`langevin_gibbs` from :func:`mixed_noise` and scored by :func:`tstr_auc`.
 
     Returns
@@ -451,10 +464,8 @@ def compare_tstr(losses: dict[str, Any], train_rows: Tensor, test_rows: Tensor, 
     check_int(n_draws, "n_draws", minimum=1)
     runs = {}
     for name, loss in tqdm(losses.items(), desc="TSTR", disable=not progress):
-        energy = MixedEnergy(n_numeric, n_classes, hidden=hidden, depth=3).to(train_rows.device)
-        result = fit(energy, loss, tensor_batches(train_rows, batch_size), n_iters=n_iters, lr=lr, grad_clip=5.0,
-                     ema_decay=0.99, progress=False, desc=name)
-        energy = result.ema.module.eval()
+        energy, seconds = train_mixed(loss, tensor_batches(train_rows, batch_size), n_numeric, n_classes,
+                                      hidden=hidden, n_iters=n_iters, lr=lr, device=train_rows.device, desc=name)
         aucs = []
         for _ in range(n_draws):
             start = mixed_noise(len(train_rows), n_numeric, n_classes, device=train_rows.device)
@@ -463,5 +474,5 @@ def compare_tstr(losses: dict[str, Any], train_rows: Tensor, test_rows: Tensor, 
             aucs.append(tstr_auc(synthetic, test_rows, target=target, n_numeric=n_numeric, n_classes=n_classes,
                                  model=model))
         runs[name] = {"model": energy, "auc": float(np.mean(aucs)), "auc_std": float(np.std(aucs)), "aucs": aucs,
-                      "seconds": result.seconds, "synthetic": synthetic.cpu()}
+                      "seconds": seconds, "synthetic": synthetic.cpu()}
     return runs
