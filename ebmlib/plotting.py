@@ -1,4 +1,4 @@
-"""Plots shared by every chapter: 2D densities, samples, training curves and the "paper vs this book" table.
+"""Plots shared by every chapter: 2D densities, samples, training curves, image grids and graph drawings.
 
 Each function draws on an ``ax`` it is given and returns the figure, so chapters compose panels freely;
 :func:`set_style` is called once per notebook so that every chapter looks the same.
@@ -6,18 +6,20 @@ Each function draws on an ``ax`` it is given and returns the figure, so chapters
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib as mpl
+import networkx as nx
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ebmlib.utils import EnergyFn, check_positive, check_tensor, grid_log_density
-
-if TYPE_CHECKING:
-    import pandas as pd
+from ebmlib.data.graphs import check_graph
+from ebmlib.data.images import inverse_logit_transform
+from ebmlib.utils import EnergyFn, check_int, check_positive, check_tensor, grid_log_density
 
 
 def set_style() -> None:
@@ -111,57 +113,36 @@ def plot_history(
     return ax.figure
 
 
-def paper_vs_ours(rows: Sequence[dict[str, Any]], *, scale: str, hardware: str) -> pd.DataFrame:
-    """Build the "paper vs this book" table every chapter ends with.
+def image_grid(x_bar: Tensor, shape: tuple[int, int], *, nrow: int) -> np.ndarray:
+    """Tile logit-space samples ``(N, H·W)`` into one ``[0, 1]`` array for ``imshow`` (``nrow`` images per row,
+    one pixel of padding)."""
+    check_tensor(x_bar, "x_bar", ndim=2, floating=True, finite=False)
+    check_int(nrow, "nrow", minimum=1)
+    h, w = shape
+    if x_bar.shape[1] != h * w:
+        raise ValueError(f"x_bar must have {h * w} columns for shape {shape}, got {x_bar.shape[1]}")
+    images = inverse_logit_transform(x_bar.nan_to_num(0.0)).view(-1, h, w).cpu().numpy()
+    n_rows = math.ceil(len(images) / nrow)
+    grid = np.ones((n_rows * (h + 1) + 1, nrow * (w + 1) + 1))
+    for i, image in enumerate(images):
+        r, c = divmod(i, nrow)
+        grid[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + c * (w + 1): 1 + c * (w + 1) + w] = image
+    return grid
 
-    Parameters
-    ----------
-    rows
-        One dict per result with keys ``experiment``, ``metric``, ``paper`` (a number, a string, or ``None``
-        when the paper has no such number) and ``ours`` (measured in this run).
-    scale
-        The ``SCALE`` the numbers come from (``ci``, ``book`` or ``full``).
-    hardware
-        Where they were measured, e.g. from :func:`ebmlib.utils.describe_hardware`.
+
+def draw_graphs(graphs: Sequence[nx.Graph], axes: Sequence[Axes] | np.ndarray, *, seed: int = 0) -> Figure:
+    """Draw ``graphs[i]`` on ``axes[i]`` (spring layout with a fixed ``seed``); spare axes are hidden.
+
+    ``axes`` may be the array returned by ``plt.subplots``; returns the figure of the axes.
     """
-    import pandas as pd
-
-    required = {"experiment", "metric", "paper", "ours"}
-    for i, row in enumerate(rows):
-        if not required <= set(row):
-            raise ValueError(f"rows[{i}] must have keys {sorted(required)}, got {sorted(row)}")
-    return pd.DataFrame(
-        {
-            "experiment": [r["experiment"] for r in rows],
-            "metric": [r["metric"] for r in rows],
-            "paper": ["—" if r["paper"] is None else _fmt(r["paper"]) for r in rows],
-            "this book": [_fmt(r["ours"]) for r in rows],
-            "scale": scale,
-            "hardware": hardware,
-        }
-    )
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, Tensor):
-        value = value.item()
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def glue(name: str, value: Any, *, display: bool = True) -> None:
-    """Record ``value`` under ``name`` for the book's ``{glue:text}`` roles, so prose numbers come from the run.
-
-    Uses :func:`myst_nb.glue` when the book tools are installed; elsewhere (e.g. in Colab) it only displays
-    the value when ``display`` is true.
-    """
-    try:
-        from myst_nb import glue as myst_glue
-    except ImportError:
-        if display:
-            from IPython.display import display as show
-
-            show(value)
-        return
-    myst_glue(name, value, display=display)
+    flat = list(np.asarray(axes, dtype=object).ravel())
+    if len(flat) < len(graphs):
+        raise ValueError(f"axes has {len(flat)} panels, fewer than the {len(graphs)} graphs")
+    check_int(seed, "seed", minimum=0)
+    for i, (graph, ax) in enumerate(zip(graphs, flat)):
+        check_graph(graph, f"graphs[{i}]")
+        nx.draw_networkx(graph, nx.spring_layout(graph, seed=seed), ax=ax, with_labels=False, node_size=25, width=0.8)
+        ax.set_axis_off()
+    for ax in flat[len(graphs) :]:
+        ax.set_visible(False)
+    return flat[0].figure

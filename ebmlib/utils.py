@@ -87,6 +87,20 @@ def check_positive(value: Any, name: str) -> float:
     return float(value)
 
 
+def check_real(value: Any, name: str) -> float:
+    """Return ``value`` as a float if it is a finite real number (not a bool); raise ``ValueError`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    return float(value)
+
+
+def check_float_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
+    """Return ``dtype`` if it is a floating-point :class:`torch.dtype`; raise ``ValueError`` otherwise."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"{name} must be a floating-point torch.dtype, got {dtype!r}")
+    return dtype
+
+
 def check_probability(value: Any, name: str, *, closed: bool = False) -> float:
     """Return ``value`` if it lies in ``(0, 1)`` (or ``[0, 1]`` when ``closed``); raise otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
@@ -192,6 +206,16 @@ def energy_and_grad(energy_fn: EnergyFn, x: Tensor, *, create_graph: bool = Fals
     if create_graph:
         return energy, grad
     return energy.detach(), grad.detach()
+
+
+def repeat_rows(h: Tensor, n: int, name: str = "x") -> Tensor:
+    """Repeat each row of ``h`` (``(B, F)``) ``n / B`` times, grouped, so row ``i·m + j`` is ``h[i]``: ``(n, F)``.
+
+    Raises ``ValueError`` naming ``name`` (the argument that has ``n`` rows) when ``n`` is not a multiple of ``B``.
+    """
+    if n % h.shape[0]:
+        raise ValueError(f"{name} must have a multiple of {h.shape[0]} rows, got {n}")
+    return h.repeat_interleave(n // h.shape[0], dim=0) if n != h.shape[0] else h
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import scipy.linalg
 import torch
 
 from ebmlib.data import BaseQCode, sample_toy
-from ebmlib.discrepancy import (
+from ebmlib.losses import (
     BernoulliPerturbation,
     BitFlipPerturbation,
     CyclicalPerturbation,

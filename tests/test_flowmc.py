@@ -5,10 +5,12 @@ import math
 import pytest
 import torch
 
-from ebmlib.flowmc import FlowEBMLoss, TiltedEnergy, flowmc, isir_step, latent_mala, mala, toy_energy_net
+from ebmlib.data import GaussianMixture, Rings, paper_mixture
 from ebmlib.flows import RealNVP
+from ebmlib.losses import FlowEBMLoss
 from ebmlib.metrics import median_squared_log_density_error, mode_weight_mse, mode_weights, split_rhat
-from ebmlib.mixtures import GaussianMixture, Rings, paper_mixture
+from ebmlib.nets import TiltedEnergy, toy_energy_net
+from ebmlib.samplers import flowmc, isir_step, latent_mala, mala
 
 # The motivating example: 1/3 N(-1.5·1, 0.05 I) + 2/3 N(1.5·1, 0.1 I). Exact moments per coordinate:
 # mean = 1.5 (2/3 - 1/3) = 0.5, variance = E[x²] - mean² = (2.25 + 0.05/3 + 0.2/3) - 0.25.

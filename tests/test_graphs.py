@@ -9,30 +9,23 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from ebmlib.graphs import (
+from ebmlib.data import (
     CITESEER_CITES_SHA256,
-    N_ORBITS,
-    NodeSetPerturbation,
     bits_to_adjacency,
     bits_to_graphs,
     citation_like_graph,
-    clustering_histogram,
-    degree_histogram,
-    draw_graphs,
     ego_graphs,
-    gibbs_within_nodes,
-    graph_mmd,
     graphs_to_bits,
     load_citeseer_ego,
     node_pair_mask,
     num_pairs,
-    orbit_counts,
-    orbit_statistic,
-    ratio_matching_within_nodes,
     sample_node_counts,
 )
-from ebmlib.losses import ratio_matching
+from ebmlib.losses import NodeSetPerturbation, ratio_matching, ratio_matching_within_nodes
+from ebmlib.metrics import N_ORBITS, clustering_histogram, degree_histogram, graph_mmd, orbit_counts, orbit_statistic
 from ebmlib.nets import GraphEnergy, MLPEnergy
+from ebmlib.plotting import draw_graphs
+from ebmlib.samplers import gibbs_within_nodes
 from ebmlib.utils import energy_and_grad
 
 

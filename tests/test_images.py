@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from ebmlib.images import (
+from ebmlib.data import (
     DIGITS_LEVELS,
     MNIST_FILES,
     dequantise,
     ellipse_dataset,
-    image_grid,
     inverse_logit_transform,
     load_digits_levels,
     load_mnist,
@@ -26,6 +25,7 @@ from ebmlib.images import (
     read_idx,
     render_ellipses,
 )
+from ebmlib.plotting import image_grid
 
 
 def test_dequantise_fills_each_level_uniformly():

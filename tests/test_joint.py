@@ -12,22 +12,10 @@ import pytest
 import torch
 from torch import Tensor
 
-from ebmlib.joint import (
-    JointEnergy,
-    JointNoise,
-    MWGSampler,
-    all_configurations,
-    attribute_accuracy,
-    check_one_hot,
-    gwg_categorical,
-    impute_missing,
-    labels_to_one_hot,
-    mwg_joint,
-    one_hot_to_labels,
-    predict_energy,
-    predict_sample,
-)
-from ebmlib.nets import conv_features
+from ebmlib.data import all_configurations, check_one_hot, labels_to_one_hot, one_hot_to_labels
+from ebmlib.metrics import attribute_accuracy, predict_energy, predict_sample
+from ebmlib.nets import JointEnergy, conv_features
+from ebmlib.samplers import JointNoise, MWGSampler, gwg_categorical, impute_missing, mwg_joint
 from ebmlib.train import linear_warmup
 
 SIZES = (2, 3, 3)  # 18 configurations
@@ -159,8 +147,8 @@ def mixture_energy(z: Tensor) -> Tensor:
 def test_mwg_samples_the_joint_mixture():
     z0 = torch.cat([torch.zeros(N_CHAINS, 1, dtype=torch.float64),
                     labels_to_one_hot(torch.zeros(N_CHAINS, 1, dtype=torch.long), (3,), dtype=torch.float64)], 1)
-    # ε = 0.3, λ = 1: ULA inflates the variance by 1 / (1 - ε²/8) ≈ 1.011, below the tolerances.
-    z = mwg_joint(mixture_energy, z0, 1, (3,), n_steps=400, step_size=0.3, temperature=1.0)
+    # h = 0.045, λ = 1: ULA inflates the variance by 1 / (1 - h/4) ≈ 1.011, below the tolerances.
+    z = mwg_joint(mixture_energy, z0, 1, (3,), n_steps=400, step_size=0.045, temperature=1.0)
     labels = one_hot_to_labels(z[:, 1:], (3,))[:, 0]
     frequencies = torch.bincount(labels, minlength=3).double() / N_CHAINS
     assert (frequencies - WEIGHTS).abs().max() < 4 * math.sqrt(0.25 / N_CHAINS)

@@ -9,21 +9,10 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from ebmlib.images import FeatureClassifier, inception_fid
-from ebmlib.metrics import frechet_distance, gaussian_frechet_distance
-from ebmlib.nets import ConvEnergy, MLPEnergy
-from ebmlib.noisefree import (
-    FlowMaximumLikelihood,
-    SelfAdversarialLoss,
-    euler_sample,
-    flow_log_prob,
-    frozen,
-    hessian_trace,
-    hutchinson_trace,
-    noisy_sample,
-    ode_sample,
-    self_adversarial_loss,
-)
+from ebmlib.losses import FlowMaximumLikelihood, SelfAdversarialLoss, frozen, self_adversarial_loss
+from ebmlib.metrics import frechet_distance, gaussian_frechet_distance, inception_fid
+from ebmlib.nets import ConvEnergy, FeatureClassifier, MLPEnergy
+from ebmlib.samplers import euler_sample, flow_log_prob, hessian_trace, hutchinson_trace, noisy_sample, ode_sample
 
 A = torch.tensor([[1.5, 0.4], [0.4, 0.7]], dtype=torch.float64)  # symmetric positive definite
 T = 0.3
@@ -100,9 +89,9 @@ def test_fixed_step_rk4_matches_the_linear_flow_and_its_density():
 
 def test_euler_sampler_on_quadratic_energy():
     x0 = torch.randn(10, 2, dtype=torch.float64)
-    step = torch.eye(2, dtype=torch.float64) - 0.1 / 2 * A
+    step = torch.eye(2, dtype=torch.float64) - 0.05 * A
     expected = x0 @ torch.linalg.matrix_power(step, 7).T
-    assert torch.allclose(euler_sample(quadratic, x0, n_steps=7, step_size=0.1), expected, atol=1e-12)
+    assert torch.allclose(euler_sample(quadratic, x0, n_steps=7, step_size=0.05), expected, atol=1e-12)
 
 
 def test_noisy_sampler_reduces_to_euler_without_noise_and_spreads_with_it():
@@ -175,15 +164,15 @@ def test_flow_maximum_likelihood_gradient_matches_closed_form():
 # ---------------------------------------------------------------------------------------------------------
 # The self-adversarial loss (eq. 12)
 # ---------------------------------------------------------------------------------------------------------
-def _hand_gradients(a, b, x_pos, x0, n_steps, eta):
+def _hand_gradients(a, b, x_pos, x0, n_steps, h):
     """Gradients of the critic and generator terms of eq. 12 for DiagonalQuadratic, by hand."""
-    c = 1 - eta * a / 2  # x_{k+1} = c x_k - (η/2) b, per coordinate
+    c = 1 - h * a  # x_{k+1} = c x_k - h b, per coordinate
     powers = torch.stack([c**j for j in range(n_steps)])
     s = powers.sum(0)
     ds_dc = sum(j * c ** (j - 1) for j in range(1, n_steps))
-    x_k = c**n_steps * x0 - eta / 2 * b * s
-    dxk_da = n_steps * c ** (n_steps - 1) * (-eta / 2) * x0 - eta / 2 * b * ds_dc * (-eta / 2)
-    dxk_db = -eta / 2 * s
+    x_k = c**n_steps * x0 - h * b * s
+    dxk_da = n_steps * c ** (n_steps - 1) * (-h) * x0 - h * b * ds_dc * (-h)
+    dxk_db = -h * s
     r = a * x_k + b  # ∂E_sg(θ)/∂x at x_K
     generator = ((r * dxk_da).mean(0), (r * dxk_db).expand_as(r).mean(0))
     critic = ((0.5 * x_pos**2).mean(0) - (0.5 * x_k**2).mean(0), x_pos.mean(0) - x_k.mean(0))
@@ -204,8 +193,8 @@ def tiny():
 def test_self_adversarial_gradient_matches_hand_computation(tiny, generator):
     a, b, x_pos, x0 = tiny
     model = DiagonalQuadratic(a, b)
-    x_k = euler_sample(model, x0, n_steps=4, step_size=0.3, create_graph=generator)
-    critic, gen, x_k_hand = _hand_gradients(a, b, x_pos, x0, 4, 0.3)
+    x_k = euler_sample(model, x0, n_steps=4, step_size=0.15, create_graph=generator)
+    critic, gen, x_k_hand = _hand_gradients(a, b, x_pos, x0, 4, 0.15)
     assert torch.allclose(x_k, x_k_hand)
     loss, logs = self_adversarial_loss(model, x_pos, x_k, generator=generator)
     loss.backward()
@@ -219,9 +208,9 @@ def test_self_adversarial_gradient_matches_hand_computation(tiny, generator):
 def test_generator_term_alone_reaches_theta_only_through_the_trajectory(tiny):
     a, b, x_pos, x0 = tiny
     model = DiagonalQuadratic(a, b)
-    x_k = euler_sample(model, x0, n_steps=4, step_size=0.3, create_graph=True)
+    x_k = euler_sample(model, x0, n_steps=4, step_size=0.15, create_graph=True)
     frozen(model)(x_k).mean().backward()
-    _, gen, _ = _hand_gradients(a, b, x_pos, x0, 4, 0.3)
+    _, gen, _ = _hand_gradients(a, b, x_pos, x0, 4, 0.15)
     assert torch.allclose(model.a.grad, gen[0], atol=1e-12) and torch.allclose(model.b.grad, gen[1], atol=1e-12)
 
 
@@ -241,10 +230,10 @@ def test_no_gradient_leaks_into_stop_gradient_branches(tiny):
 def test_generator_weight_scales_only_the_generator_gradient(tiny):
     a, b, x_pos, x0 = tiny
     model = DiagonalQuadratic(a, b)
-    x_k = euler_sample(model, x0, n_steps=4, step_size=0.3, create_graph=True)
+    x_k = euler_sample(model, x0, n_steps=4, step_size=0.15, create_graph=True)
     loss, _ = self_adversarial_loss(model, x_pos, x_k, generator_weight=0.25)
     loss.backward()
-    critic, gen, _ = _hand_gradients(a, b, x_pos, x0, 4, 0.3)
+    critic, gen, _ = _hand_gradients(a, b, x_pos, x0, 4, 0.15)
     assert torch.allclose(model.a.grad, critic[0] + 0.25 * gen[0], atol=1e-12)
     assert torch.allclose(model.b.grad, critic[1] + 0.25 * gen[1], atol=1e-12)
 
@@ -252,9 +241,9 @@ def test_generator_weight_scales_only_the_generator_gradient(tiny):
 def test_clamped_euler_path_stays_in_range_and_clamped_coordinates_pass_no_gradient(tiny):
     a, b, _, x0 = tiny
     model = DiagonalQuadratic(a, -4 * b)
-    free = euler_sample(model, 3 * x0, n_steps=4, step_size=0.3)
-    assert torch.equal(euler_sample(model, 3 * x0, n_steps=4, step_size=0.3, clamp=(-100.0, 100.0)), free)
-    x_k = euler_sample(model, 3 * x0, n_steps=4, step_size=0.3, create_graph=True, clamp=(-0.5, 0.5))
+    free = euler_sample(model, 3 * x0, n_steps=4, step_size=0.15)
+    assert torch.equal(euler_sample(model, 3 * x0, n_steps=4, step_size=0.15, clamp=(-100.0, 100.0)), free)
+    x_k = euler_sample(model, 3 * x0, n_steps=4, step_size=0.15, create_graph=True, clamp=(-0.5, 0.5))
     assert free.abs().max() > 0.5 and x_k.abs().max() <= 0.5
     at_bound = x_k.detach().abs() == 0.5
     assert at_bound.any() and not at_bound.all()
@@ -262,14 +251,14 @@ def test_clamped_euler_path_stays_in_range_and_clamped_coordinates_pass_no_gradi
     assert model.a.grad.abs().max() == 0 and model.b.grad.abs().max() == 0
     (x_k * ~at_bound).sum().backward()
     assert model.a.grad.abs().max() > 0
-    langevin_path = noisy_sample(model, 3 * x0, n_steps=4, step_size=0.3, noise_scale=0.1, clamp=(-0.5, 0.5))
+    langevin_path = noisy_sample(model, 3 * x0, n_steps=4, step_size=0.15, noise_scale=0.1, clamp=(-0.5, 0.5))
     assert langevin_path.abs().max() <= 0.5
 
 
 def test_energy_magnitude_penalty_is_added(tiny):
     a, b, x_pos, x0 = tiny
     model = DiagonalQuadratic(a, b)
-    x_k = euler_sample(model, x0, n_steps=2, step_size=0.3)
+    x_k = euler_sample(model, x0, n_steps=2, step_size=0.15)
     plain, _ = self_adversarial_loss(model, x_pos, x_k, generator=False)
     penalised, _ = self_adversarial_loss(model, x_pos, x_k, generator=False, l2_reg=0.5)
     penalty = 0.5 * (model(x_pos).pow(2).mean() + model(x_k).pow(2).mean())

@@ -2,7 +2,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from ebmlib import plotting
+from ebmlib import plotting, report
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +37,7 @@ def test_plot_history_and_bad_arguments():
 
 
 def test_paper_vs_ours_table():
-    table = plotting.paper_vs_ours(
+    table = report.paper_vs_ours(
         [
             {"experiment": "toy", "metric": "KL", "paper": None, "ours": 0.123456},
             {"experiment": "toy", "metric": "MMD", "paper": 1.2e-4, "ours": torch.tensor(3.0)},
@@ -49,4 +49,4 @@ def test_paper_vs_ours_table():
     assert table["paper"].tolist() == ["—", "0.00012"]
     assert table["this book"].tolist() == ["0.1235", "3"]
     with pytest.raises(ValueError, match="rows"):
-        plotting.paper_vs_ours([{"experiment": "toy"}], scale="ci", hardware="CPU")
+        report.paper_vs_ours([{"experiment": "toy"}], scale="ci", hardware="CPU")

@@ -179,24 +179,24 @@ def gaussian_energy(x: Tensor) -> Tensor:
 
 
 def ula_stationary_variance(step_size: float, temperature: float, noise: float) -> float:
-    """x' - μ = (1 - h/s²)(x - μ) + σξ with h = ε²/(2λ), so v = σ² / (1 - (1 - h/s²)²).
+    """x' - μ = (1 - h/(λs²))(x - μ) + σξ, so v = σ² / (1 - (1 - h/(λs²))²).
 
-    For σ = ε this is λs² / (1 - h/(2s²)): the tempered target variance λs², inflated by the step.
+    For σ = √(2h) this is λs² / (1 - h/(2λs²)): the tempered target variance λs², inflated by the step.
     """
-    rho = 1 - step_size**2 / (2 * temperature) / S2
+    rho = 1 - step_size / temperature / S2
     return noise**2 / (1 - rho**2)
 
 
 @pytest.mark.parametrize(
     ("step_size", "temperature", "noise_scale"),
-    [(0.8, 1.0, None), (0.6, 0.5, None), (0.4, 2.0, None), (0.8, 1.0, 0.3)],
+    [(0.32, 1.0, None), (0.18, 0.5, None), (0.08, 2.0, None), (0.32, 1.0, 0.3)],
 )
 def test_langevin_matches_exact_stationary_law(
     step_size: float, temperature: float, noise_scale: float | None
 ) -> None:
     n = 4000
     x0 = 3 * torch.randn(n, 3, dtype=torch.float64)
-    # 300 steps: the slowest case contracts by (1 - h/s²)^300 = 0.9375^300 ≈ 4e-9.
+    # 300 steps: the slowest case contracts by (1 - h/(λs²))^300 = 0.9375^300 ≈ 4e-9.
     x = langevin(
         gaussian_energy,
         x0,
@@ -205,7 +205,7 @@ def test_langevin_matches_exact_stationary_law(
         temperature=temperature,
         noise_scale=noise_scale,
     )
-    noise = step_size if noise_scale is None else noise_scale
+    noise = math.sqrt(2 * step_size) if noise_scale is None else noise_scale
     var = ula_stationary_variance(step_size, temperature, noise)
     # Chains are independent, so after burn-in the n·3 coordinates are i.i.d. N(μ_k, var): standard errors
     # sqrt(var/n) for each mean and var·sqrt(2/(3(n-1))) for the pooled variance; we allow 4 of them.
@@ -213,14 +213,14 @@ def test_langevin_matches_exact_stationary_law(
     var_hat = x.var(dim=0).mean().item()
     se_var = var * math.sqrt(2 / (3 * (n - 1)))
     assert abs(var_hat - var) < 4 * se_var
-    if noise_scale is None and step_size**2 / (2 * temperature) / (2 * S2) > 0.2:
+    if noise_scale is None and step_size / temperature / (2 * S2) > 0.2:
         # Power: the test tells the chain's law apart from the tempered target N(μ, λ s²) itself.
         assert abs(var_hat - temperature * S2) > 4 * se_var
 
 
 def test_langevin_without_noise_descends_to_the_mode() -> None:
     x0 = 3 * torch.randn(16, 3, dtype=torch.float64)
-    x = langevin(gaussian_energy, x0, n_steps=100, step_size=0.8, noise_scale=0.0)
+    x = langevin(gaussian_energy, x0, n_steps=100, step_size=0.32, noise_scale=0.0)
     torch.testing.assert_close(x, MU.expand(16, 3))
 
 

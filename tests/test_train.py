@@ -83,10 +83,10 @@ def test_pcd_with_langevin_recovers_a_gaussian():
     mu, sigma = torch.tensor([1.0, -1.0]), torch.tensor([0.5, 1.5])
     data = mu + sigma * torch.randn(20000, 2)
     model = GaussianEnergy(2)
-    # ULA with h = ε²/2 = 5e-3 biases the variance by a factor 1/(1 − h/(2σ²)) ≤ 1.01: negligible here.
+    # ULA with h = 5e-3 biases the variance by a factor 1/(1 − h/(2σ²)) ≤ 1.01: negligible here.
     pcd = PersistentContrastiveDivergence(
         ReplayBuffer(lambda n: 3 * torch.randn(n, 2), capacity=1000, reinit_prob=0.0),
-        partial(langevin, n_steps=20, step_size=0.1),
+        partial(langevin, n_steps=20, step_size=0.005),
     )
     result = fit(model, pcd, tensor_batches(data, 500), n_iters=600, lr=0.01, ema_decay=0.98, progress=False)
     averaged = result.ema.module

@@ -1,22 +1,16 @@
-"""Sample-quality metrics: MMD² with Hamming kernels, exact distributions on ``{0,1}^d``, Fréchet distances,
-importance-sampling estimates of log Z on discrete codes.
-
-Binary samples are ``(n, d)`` tensors of 0/1 values; floating inputs keep their dtype, integer and boolean
-ones are computed in the default floating dtype. State ``(x_1, …, x_d)`` has index ``Σ_j x_j 2^{d-j}``
-(first column = most significant bit) in :func:`ebmlib.data.all_binary_states` and :func:`empirical_distribution`.
-"""
+"""Sample-based metrics: Hamming-kernel MMD, total variation and KL on enumerated spaces, mode weights,
+coupling and mode-weight errors, log-density errors on a grid, and Fréchet distances between feature sets."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import partial, reduce
 
 import torch
 from torch import Tensor
 
-from ebmlib.data import bit_weights
-from ebmlib.utils import check_binary, check_int, check_positive, check_tensor
+from ebmlib.data.codes import bit_weights
+from ebmlib.utils import check_binary, check_int, check_positive, check_tensor, grid_2d
 
 Kernel = Callable[[Tensor, Tensor], Tensor]
 """``kernel(a, b)`` maps ``(n, d)`` and ``(m, d)`` to the Gram matrix ``(n, m)``."""
@@ -40,9 +34,6 @@ def _float_dtype(*tensors: Tensor) -> torch.dtype:
     return dtype if dtype.is_floating_point else torch.get_default_dtype()
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Kernels on binary vectors
-# ---------------------------------------------------------------------------------------------------------
 def hamming_distance(a: Tensor, b: Tensor) -> Tensor:
     """Pairwise Hamming distances ``H(a_i, b_j) = Σ_k [a_ik ≠ b_jk]``, computed as ``a (1-b)ᵀ + (1-a) bᵀ``.
 
@@ -76,9 +67,6 @@ def exp_hamming_kernel(a: Tensor, b: Tensor, bandwidth: float = 0.1) -> Tensor:
     return torch.exp(-bandwidth * hamming_distance(a, b))
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Maximum mean discrepancy
-# ---------------------------------------------------------------------------------------------------------
 def _kernel_mean(kernel: Kernel, a: Tensor, b: Tensor, *, exclude_diagonal: bool, chunk_size: int) -> Tensor:
     """Mean of ``kernel(a, b)`` over all (or all off-diagonal) entries, one block of rows at a time."""
     n, m = a.shape[0], b.shape[0]
@@ -146,9 +134,6 @@ def mmd_hamming(
     return mmd2(x, y, kernel_fn, unbiased=unbiased)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Exact distributions on {0,1}^d
-# ---------------------------------------------------------------------------------------------------------
 def empirical_distribution(states: Tensor, d: int) -> Tensor:
     """Frequencies ``p̂_k = #{n : index(x_n) = k} / N`` of all ``2^d`` states, shape ``(2^d,)``.
 
@@ -230,7 +215,6 @@ def mode_weights(x: Tensor, centres: Tensor, *, weights: Tensor | None = None) -
     return mass / mass.sum()
 
 
-
 def log_rmse(estimate: Tensor, target: Tensor) -> Tensor:
     r"""Natural log of the root-mean-squared error, :math:`\log \sqrt{\overline{(\hat J - J)^2}}`.
 
@@ -270,8 +254,6 @@ def median_squared_log_density_error(energy_fn: Callable[[Tensor], Tensor], x: T
     lim, n
         Grid half-width and cells per side.
     """
-    from ebmlib.utils import grid_2d  # local: keeps this addition self-contained
-
     check_tensor(x, "x", shape=(None, 2), floating=True)
     check_tensor(true_log_prob, "true_log_prob", shape=(x.shape[0],), floating=True)
     with torch.no_grad():
@@ -284,63 +266,6 @@ def median_squared_log_density_error(energy_fn: Callable[[Tensor], Tensor], x: T
     return (log_p - true_log_prob.to(log_p)).pow(2).median()
 
 
-def _rank_normalise(draws: Tensor) -> Tensor:
-    """Rank-normalised z-scores of ``(m, n, d)`` draws, pooled over chains per coordinate (average ranks
-    for ties): :math:`\\Phi^{-1}((r - 3/8) / (S + 1/4))`, Vehtari et al. (2021) eq. 14."""
-    m, n, d = draws.shape
-    flat = draws.reshape(m * n, d).T.contiguous()  # (d, S)
-    ordered = flat.sort(dim=1).values
-    below = torch.searchsorted(ordered, flat, right=False)
-    upto = torch.searchsorted(ordered, flat, right=True)
-    ranks = (below + upto + 1).to(draws.dtype) / 2
-    z = torch.special.ndtri((ranks - 0.375) / (m * n + 0.25))
-    return z.T.reshape(m, n, d)
-
-
-def _split_rhat_plain(draws: Tensor) -> Tensor:
-    """Split-R̂ of ``(m, n, d)`` draws (Gelman et al. 2013): per coordinate ``(d,)``."""
-    half = draws.shape[1] // 2
-    chains = torch.cat([draws[:, :half], draws[:, -half:]], dim=0)  # (2m, half, d)
-    length = chains.shape[1]
-    chain_means = chains.mean(1)
-    within = chains.var(1, unbiased=True).mean(0)
-    between = length * chain_means.var(0, unbiased=True)
-    var_plus = (length - 1) / length * within + between / length
-    return torch.where(within > 0, (var_plus / within).sqrt(), torch.where(between > 0, torch.inf, 1.0))
-
-
-def split_rhat(chains: Tensor) -> Tensor:
-    r"""Rank-normalised split-:math:`\hat R` of Vehtari et al. (2021), per coordinate.
-
-    Each chain is split in two halves; with ``M`` half-chains of length ``N``, within-chain variance ``W``
-    and between-chain variance ``B``, :math:`\hat R = \sqrt{((N-1)/N\, W + B/N) / W}`. It is computed on the
-    rank-normalised draws and on the rank-normalised folded draws :math:`|x - \mathrm{median}(x)|`, and the
-    larger value is returned (Vehtari et al. 2021, §4.2; ArviZ ``rhat(method="rank")``). Values near 1 mean the
-    chains agree; chains stuck in different modes give values well above 1 (the paper reports the maximum
-    over coordinates, Table 2).
-
-    Parameters
-    ----------
-    chains
-        Draws of shape ``(m, n, d)``: ``m ≥ 2`` chains, ``n ≥ 4`` steps, ``d`` coordinates.
-
-    Returns
-    -------
-    Tensor
-        ``(d,)``; ``inf`` where a coordinate is constant within every half-chain but differs between them.
-    """
-    check_tensor(chains, "chains", ndim=3, floating=True)
-    if chains.shape[0] < 2 or chains.shape[1] < 4:
-        raise ValueError(f"chains must have shape (m >= 2, n >= 4, d), got {tuple(chains.shape)}")
-    bulk = _split_rhat_plain(_rank_normalise(chains))
-    folded = (chains - chains.reshape(-1, chains.shape[2]).median(0).values).abs()
-    tail = _split_rhat_plain(_rank_normalise(folded))
-    return torch.maximum(bulk, tail)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Fréchet distance between feature sets (the statistic behind FID)
-# ---------------------------------------------------------------------------------------------------------
 def gaussian_frechet_distance(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor) -> Tensor:
     r"""Fréchet (2-Wasserstein²) distance between :math:`N(\mu_1, \Sigma_1)` and :math:`N(\mu_2, \Sigma_2)`,
 
@@ -378,124 +303,3 @@ def frechet_distance(x: Tensor, y: Tensor) -> Tensor:
     x, y = x.double(), y.double()
     return gaussian_frechet_distance(x.mean(0), torch.cov(x.T).reshape(x.shape[1], -1),
                                      y.mean(0), torch.cov(y.T).reshape(y.shape[1], -1))
-
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Importance-sampling estimates of log Z on discrete codes
-# ---------------------------------------------------------------------------------------------------------
-def importance_log_partition(energy_fn: Callable[[Tensor], Tensor], samples: Tensor, log_q: Tensor,
-                             *, batch_size: int = 8192) -> Tensor:
-    """``log Z = log Σ_x e^{-E(x)} ≈ logsumexp_i(-E(x_i) - log q(x_i)) - log n`` for ``x_i ~ q``.
-
-    ``samples`` ``(n, d)`` are draws from a normalised proposal with log-probabilities ``log_q`` ``(n,)``.
-    The estimate of ``Z`` is unbiased; that of ``log Z`` is biased low (Jensen), so an NLL built from it is
-    optimistic when the proposal misses mass. Returns a float64 scalar.
-    """
-    check_tensor(samples, "samples", ndim=2)
-    check_tensor(log_q, "log_q", shape=(samples.shape[0],), floating=True)
-    check_int(batch_size, "batch_size", minimum=1)
-    with torch.no_grad():
-        energy = torch.cat([energy_fn(chunk) for chunk in samples.split(batch_size)]).double()
-    check_tensor(energy, "energy_fn(samples)", shape=(samples.shape[0],))
-    return torch.logsumexp(-energy - log_q.double(), dim=0) - math.log(samples.shape[0])
-
-
-class CodeKernelDensity:
-    """Kernel density on codes ``{0..K-1}^d`` around reference points: a proposal for :func:`importance_log_partition`.
-
-    ``q(x) = (1/N) Σ_n Π_j κ(x_j | c_nj)`` with ``κ(a | b) = 1 - ε`` if ``a = b`` else ``ε / (K - 1)``: pick a
-    reference point, then replace each digit by a uniformly drawn other value with probability ``ε``. With
-    ``K = 2`` it is the bit-flip (Bernoulli) density around the data, a sharper cousin of the paper's
-    factorised "variational Bernoulli" proposal.
-
-    Parameters
-    ----------
-    centres
-        Reference points ``(N, d)`` with integer values in ``[0, K)`` (e.g. training data).
-    n_classes
-        ``K >= 2``.
-    epsilon
-        Per-digit change probability in ``(0, 1)``.
-    """
-
-    def __init__(self, centres: Tensor, n_classes: int, epsilon: float) -> None:
-        check_tensor(centres, "centres", ndim=2)
-        self.n_classes = check_int(n_classes, "n_classes", minimum=2)
-        if not ((centres == centres.round()) & (centres >= 0) & (centres < n_classes)).all():
-            raise ValueError(f"centres must hold integer values in [0, {n_classes})")
-        if not 0 < epsilon < 1:
-            raise ValueError(f"epsilon must lie in (0, 1), got {epsilon}")
-        self.centres = centres.long()
-        self.epsilon = float(epsilon)
-
-    def sample(self, n: int) -> Tensor:
-        """``(n, d)`` float draws."""
-        check_int(n, "n", minimum=1)
-        base = self.centres[torch.randint(len(self.centres), (n,), device=self.centres.device)]
-        change = torch.rand(base.shape, device=base.device) < self.epsilon
-        shift = torch.randint(1, self.n_classes, base.shape, device=base.device)
-        return torch.where(change, (base + shift) % self.n_classes, base).float()
-
-    def log_prob(self, x: Tensor, *, chunk_size: int = 1024) -> Tensor:
-        """``log q(x)`` of ``(n, d)`` codes, shape ``(n,)`` float64."""
-        check_tensor(x, "x", shape=(None, self.centres.shape[1]))
-        same, diff = math.log(1 - self.epsilon), math.log(self.epsilon / (self.n_classes - 1))
-        out = []
-        for chunk in x.long().split(chunk_size):
-            mismatches = (chunk[:, None, :] != self.centres[None]).sum(-1).double()  # (chunk, N)
-            log_k = mismatches * diff + (self.centres.shape[1] - mismatches) * same
-            out.append(torch.logsumexp(log_k, dim=1) - math.log(len(self.centres)))
-        return torch.cat(out)
-
-
-def ais_log_partition(energy_fn: Callable[[Tensor], Tensor], base_probs: Tensor, *, n_chains: int, n_steps: int,
-                      mcmc_steps: int = 1) -> Tensor:
-    """Annealed importance sampling (Neal 2001) estimate of ``log Z = log Σ_x e^{-E(x)}`` on ``{0, 1}^d``.
-
-    The chains start from the factorised Bernoulli base ``π₀(x) = Π_j μ_j^{x_j} (1 - μ_j)^{1 - x_j}`` and
-    move through ``log f_β(x) = -β E(x) + (1 - β) log π₀(x)`` for ``β`` on a linear grid of ``n_steps + 1``
-    points in ``[0, 1]``. At each level the log-weight gains ``log f_{β_k}(x) - log f_{β_{k-1}}(x)`` and the
-    state then makes ``mcmc_steps`` Gibbs-with-Gradients moves (:func:`~ebmlib.samplers.gwg_binary`) that
-    leave ``f_{β_k}`` invariant, as in the energy-discrepancy authors' ``ais.py``. Since ``π₀`` is normalised,
-    ``log Ẑ = logsumexp(log w) - log n_chains``; it is biased low for finite ``n_steps``.
-
-    Parameters
-    ----------
-    energy_fn
-        ``(B, d) -> (B,)``, differentiable in ``x``.
-    base_probs
-        ``μ``, shape ``(d,)``, entries in ``(0, 1)`` (e.g. the clipped data mean).
-    n_chains, n_steps, mcmc_steps
-        Number of chains, of annealing levels after ``β = 0``, and of MCMC moves per level (all ``>= 1``).
-
-    Returns
-    -------
-    Tensor
-        Scalar float64 estimate.
-    """
-    from ebmlib.samplers import gwg_binary  # samplers do not import metrics: no cycle
-
-    check_tensor(base_probs, "base_probs", ndim=1, floating=True)
-    if not ((base_probs > 0) & (base_probs < 1)).all():
-        raise ValueError("base_probs must lie in (0, 1)")
-    check_int(n_chains, "n_chains", minimum=1)
-    check_int(n_steps, "n_steps", minimum=1)
-    check_int(mcmc_steps, "mcmc_steps", minimum=1)
-    log_mu, log_1m = base_probs.log(), torch.log1p(-base_probs)
-
-    def log_base(x: Tensor) -> Tensor:
-        return x @ log_mu + (1 - x) @ log_1m
-
-    x = (torch.rand(n_chains, base_probs.shape[0], device=base_probs.device) < base_probs).to(base_probs.dtype)
-    log_w = torch.zeros(n_chains, dtype=torch.float64, device=base_probs.device)
-    betas = torch.linspace(0, 1, n_steps + 1).tolist()
-    for previous, beta in zip(betas[:-1], betas[1:]):
-        with torch.no_grad():
-            log_w += -(beta - previous) * (energy_fn(x) + log_base(x)).double()
-
-        def annealed(z: Tensor, beta: float = beta) -> Tensor:
-            return beta * energy_fn(z) - (1 - beta) * log_base(z)
-
-        x = gwg_binary(annealed, x, mcmc_steps)[0]
-    return torch.logsumexp(log_w, dim=0) - math.log(n_chains)

@@ -1,117 +1,21 @@
-"""Training objectives for energy-based models.
-
-Each loss returns a scalar whose gradient with respect to the energy's parameters is the (estimated)
-gradient of the objective the paper minimises, together with a dict of detached diagnostics.
-"""
+"""Ratio matching for binary data (Hyvärinen 2007; Lyu 2009) and its gradient-guided importance-sampling
+estimate RMwGGIS (Liu, Liu & Ji 2023), including the form restricted to each graph's node set."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from ebmlib.samplers import ReplayBuffer, _sample_categorical, flip_bits, flip_log_proposal
-from ebmlib.utils import EnergyFn, check_binary, check_energy_output, check_int, check_positive, check_tensor
+from ebmlib.data.graphs import check_node_counts, max_nodes_of_bits, node_pair_mask
+from ebmlib.samplers.core import flip_bits, flip_log_proposal, sample_categorical
+from ebmlib.utils import EnergyFn, check_binary, check_energy_output, check_int, check_tensor
 
-Sampler = Callable[[EnergyFn, Tensor], Tensor]
-"""A sampler moves a batch of chain states ``(B, *event)`` towards ``p ∝ exp(-E)`` and returns the new
-states; bind its hyperparameters with :func:`functools.partial`, e.g.
-``partial(langevin, n_steps=20, step_size=0.1)``."""
-
-
-def contrastive_divergence(
-    energy_fn: EnergyFn, x_pos: Tensor, x_neg: Tensor, *, l2_reg: float = 0.0
-) -> tuple[Tensor, dict[str, Tensor]]:
-    r"""Contrastive-divergence surrogate of the negative log-likelihood.
-
-    For :math:`p_\theta(x) = e^{-E_\theta(x)}/Z_\theta` the negative log-likelihood has the gradient
-
-    .. math::
-
-        -\nabla_\theta \log p_\theta(x) = \nabla_\theta E_\theta(x) - \mathbb{E}_{p_\theta}[\nabla_\theta E_\theta],
-
-    so with negatives :math:`x^- \sim p_\theta` (treated as constants) the loss
-
-    .. math:: L = \overline{E_\theta(x^+)} - \overline{E_\theta(x^-)}
-              + \alpha\,\big(\overline{E_\theta(x^+)^2} + \overline{E_\theta(x^-)^2}\big)
-
-    has the maximum-likelihood gradient when :math:`\alpha = 0`. The optional :math:`\alpha` term
-    (Du & Mordatch, 2019) keeps energies near zero and stabilises training.
-
-    Parameters
-    ----------
-    energy_fn
-        ``(B, *event) -> (B,)``.
-    x_pos, x_neg
-        Data and negative samples, shapes ``(B, *event)`` and ``(B', *event)``.
-    l2_reg
-        :math:`\alpha \ge 0`.
-
-    Returns
-    -------
-    loss, logs
-        Scalar loss; ``logs`` holds the mean positive and negative energies (detached).
-    """
-    check_tensor(x_pos, "x_pos", min_ndim=1, finite=False)
-    check_tensor(x_neg, "x_neg", min_ndim=1, finite=False)
-    if x_pos.shape[1:] != x_neg.shape[1:]:
-        raise ValueError(
-            f"x_pos and x_neg must share the event shape, got {tuple(x_pos.shape)} and {tuple(x_neg.shape)}"
-        )
-    if l2_reg != 0.0:
-        check_positive(l2_reg, "l2_reg")
-    e_pos = check_energy_output(energy_fn(x_pos), x_pos.shape[0], finite=False)
-    e_neg = check_energy_output(energy_fn(x_neg.detach()), x_neg.shape[0], finite=False)
-    loss = e_pos.mean() - e_neg.mean()
-    if l2_reg:
-        loss = loss + l2_reg * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
-    return loss, {"energy_pos": e_pos.mean().detach(), "energy_neg": e_neg.mean().detach()}
-
-
-class PersistentContrastiveDivergence:
-    """Persistent contrastive divergence (Tieleman, 2008) with a replay buffer of chain states.
-
-    Each call draws chain states from ``buffer`` (a fraction re-initialised, Du & Mordatch 2019), moves them
-    with ``sampler`` under the current energy, writes them back, and returns
-    :func:`contrastive_divergence` of the batch against these negatives.
-
-    Parameters
-    ----------
-    buffer
-        The persistent chain states.
-    sampler
-        ``sampler(energy_fn, x) -> x_new``, e.g. ``partial(langevin, n_steps=20, step_size=0.1)``.
-    l2_reg
-        Energy-magnitude regulariser passed to :func:`contrastive_divergence`.
-    n_negatives
-        Negatives per step; defaults to the data batch size.
-
-    Examples
-    --------
-    >>> pcd = PersistentContrastiveDivergence(buffer, partial(langevin, n_steps=20, step_size=0.1))
-    >>> loss, logs = pcd(energy, x_batch)  # doctest: +SKIP
-    """
-
-    def __init__(self, buffer: ReplayBuffer, sampler: Sampler, *, l2_reg: float = 0.0, n_negatives: int | None = None):
-        self.buffer = buffer
-        self.sampler = sampler
-        self.l2_reg = l2_reg
-        self.n_negatives = n_negatives
-
-    def __call__(self, energy_fn: EnergyFn, x_pos: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        x_init, index = self.buffer.sample(self.n_negatives or x_pos.shape[0])
-        x_neg = self.sampler(energy_fn, x_init).detach()
-        self.buffer.update(index, x_neg)
-        return contrastive_divergence(energy_fn, x_pos, x_neg, l2_reg=self.l2_reg)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Ratio matching for binary data (Hyvärinen 2007; Lyu 2009) and RMwGGIS (Liu, Liu & Ji)
-# ---------------------------------------------------------------------------------------------------------
 RM_ESTIMATORS = ("unbiased", "biased")
+
+
 RM_PROPOSALS = ("gradient", "uniform")
 
 
@@ -254,7 +158,7 @@ def _draw_flips(log_q: Tensor, n_samples: int, replacement: bool) -> Tensor:
     tiny probabilities are not rounded away as in an inverse-CDF draw; memory stays ``O(B·d)``.
     """
     if replacement:
-        return torch.stack([_sample_categorical(log_q) for _ in range(n_samples)], dim=1)
+        return torch.stack([sample_categorical(log_q) for _ in range(n_samples)], dim=1)
     # Gumbel-top-k: the k largest perturbed values are a draw without replacement, item by item ∝ ñ.
     gumbel = -torch.empty_like(log_q).exponential_().log()
     return (log_q + gumbel).topk(n_samples, dim=1).indices
@@ -345,3 +249,69 @@ def rmwggis(
         "proposal_max": log_q.max(dim=1).values.exp().mean(),
     }
     return loss, logs
+
+
+def ratio_matching_within_nodes(
+    energy_fn: EnergyFn, x: Tensor, node_counts: Tensor, *, n_samples: int | None = None
+) -> tuple[Tensor, dict[str, Tensor]]:
+    r"""Ratio matching of the model conditioned on each graph's node set: only flips among its nodes count.
+
+    Exact ratio matching (RMwGGIS eq. 4) sums over all ``D`` bit flips, but for padded graphs most flips
+    add an edge to a padding node, which the data never do; those terms dominate the loss while the sampler
+    (:func:`gibbs_within_nodes`) never visits them. Here the sum runs over the ``P_b = n_b (n_b - 1)/2``
+    pairs of graph ``b``'s node set ``S_b`` (:func:`node_pair_mask`), which is ratio matching for the
+    conditional :math:`p(x \mid n) \propto e^{-E(x)}` on those bits,
+
+    .. math:: J(x) = \sum_{i \in S_b} e^{2(E(x) - E(x_{-i}))}.
+
+    ``n_samples = s`` gives the biased RMwGGIS estimate (eq. 12) of it: ``min(s, P_b)`` distinct flips drawn
+    without replacement from the gradient proposal (eq. 11, :func:`ebmlib.losses.rmwggis_proposal`)
+    restricted to ``S_b``, their terms summed; graphs with ``P_b ≤ s`` get the exact sum.
+
+    Parameters
+    ----------
+    energy_fn
+        ``(N, D) -> (N,)``, differentiable in the bits when ``n_samples`` is given.
+    x
+        0/1 floats ``(B, D)``, zero outside each graph's node set.
+    node_counts
+        Integers ``(B,)`` in ``[2, max_nodes]``.
+    n_samples
+        ``None``: exact sum over ``S_b``; otherwise ``s ≥ 1``.
+
+    Returns
+    -------
+    loss, logs
+        Batch mean of ``J``; ``logs`` holds ``objective`` (detached) and ``max_log_term``.
+    """
+    check_tensor(x, "x", ndim=2, floating=True)
+    check_binary(x, "x")
+    max_nodes = max_nodes_of_bits(x)
+    if node_counts.shape != (x.shape[0],):
+        raise ValueError(f"node_counts must have shape ({x.shape[0]},), got {tuple(node_counts.shape)}")
+    mask = node_pair_mask(check_node_counts(node_counts, max_nodes).to(x.device), max_nodes).to(x)
+    if (x * (1 - mask)).any():
+        raise ValueError("x has edges outside its node set (see node_pair_mask)")
+    if n_samples is None:
+        energy = check_energy_output(energy_fn(x), x.shape[0], "energy_fn", finite=False)
+        graph, bit = mask.nonzero(as_tuple=True)  # every allowed flip of every graph, in one batch
+        kept = torch.ones_like(bit)
+    else:
+        check_int(n_samples, "n_samples", minimum=1)
+        energy, log_q = rmwggis_proposal(energy_fn, x)
+        # Gumbel-top-k on the proposal with the other bits at -inf: a draw without replacement within S_b;
+        # draws beyond P_b land on excluded bits and are dropped through `kept`.
+        gumbel = -torch.empty_like(log_q).exponential_().log()
+        index = (log_q.masked_fill(mask == 0, -math.inf) + gumbel).topk(min(n_samples, x.shape[1]), dim=1).indices
+        kept = mask.gather(1, index).reshape(-1)
+        graph = torch.arange(x.shape[0], device=x.device).repeat_interleave(index.shape[1])
+        bit = index.reshape(-1)
+    rows = torch.arange(len(bit), device=x.device)
+    flipped = x[graph].clone()
+    flipped[rows, bit] = 1 - flipped[rows, bit]
+    energy_flipped = check_energy_output(energy_fn(flipped), len(bit), "energy_fn", finite=False)
+    # Excluded draws may have huge log-terms (padding flips are untrained): -inf, not 0 * inf = NaN.
+    log_terms = (2 * (energy[graph] - energy_flipped)).masked_fill(kept == 0, -math.inf)
+    loss = torch.zeros_like(energy).index_add(0, graph, log_terms.exp()).mean()
+    max_log = log_terms.max()
+    return loss, {"objective": loss.detach(), "max_log_term": max_log.detach()}

@@ -1,21 +1,5 @@
-"""Energy discrepancy (ED) for discrete and mixed data: the loss and its structured perturbations.
-
-Energy discrepancy (Schröder et al. 2023) compares the energy of a data point ``x`` with the energies of
-points reached from it by a noise process ``q``: draw ``y ~ q(·|x)``, then ``M`` negatives
-``x'_j ~ q(·|y)`` given the same ``y``, and minimise (Schröder et al. 2024, the authors' code)::
-
-    L(θ) = (1/B) Σ_i log( w + Σ_{j=1}^M exp(E_θ(x_i) - E_θ(x'_{i,j})) ),
-
-with the stabilising offset ``w`` (``w = 0``: plain log-sum-exp). This equals the paper's
-``log(w/M + (1/M) Σ_j exp(...))`` plus the constant ``log M``. As ``M → ∞`` (``w = 0``) it tends to
-``log M +`` the population ED functional (:func:`exact_energy_discrepancy`)::
-
-    ED_q(p, E) = E_{x~p}[ E(x) ] + E_{x~p} E_{y~q(·|x)} [ log Σ_{x'} q(y|x') e^{-E(x')} ],
-
-which the data distribution minimises (up to a constant energy) when ``q`` is symmetric. Every perturbation
-here is symmetric, ``q(y|x) = q(x|y)``, so ``x → y → x'`` samples the contrast distribution without weights.
-
-The perturbations, all with the interface of :class:`Perturbation`:
+"""The perturbations ``q(y|x)`` of energy discrepancy, all symmetric (``q(y|x) = q(x|y)``), so that
+``x → y → x'`` samples the contrast distribution without weights.
 
 * :class:`BernoulliPerturbation` — flip each bit with probability ``ε`` (binary data);
 * :class:`BitFlipPerturbation` — flip exactly one uniformly chosen bit ("grid" on the hypercube);
@@ -24,12 +8,13 @@ The perturbations, all with the interface of :class:`Perturbation`:
   categorical column moves by the heat kernel ``exp(t L)`` of the complete, cycle or path graph on its
   ``K`` classes, solved through the graph Laplacian's eigen-decomposition;
 * :class:`GaussianPerturbation` — ``y = x + σ ξ`` for numeric columns;
-* :class:`MixedPerturbation` — numeric columns Gaussian, categorical columns any of the above (a product).
+* :class:`MixedPerturbation` — numeric columns Gaussian, categorical columns any of the above (a product);
+* :class:`NodeSetPerturbation` — Bernoulli or one-flip noise restricted to each graph's node set.
 
 Binary states are floats in ``{0, 1}``; categorical states are floats holding integer codes
 ``0 … K_c - 1`` (so they concatenate with numeric columns, ``[numeric | categorical]``). On small spaces each
 discrete perturbation returns its transition matrix over :meth:`Perturbation.states` (mixed radix, first
-column most significant), for tests and for :func:`exact_energy_discrepancy`.
+column most significant), for tests and for :func:`ebmlib.losses.exact_energy_discrepancy`.
 """
 
 from __future__ import annotations
@@ -40,148 +25,17 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ebmlib.utils import (
-    EnergyFn,
-    check_binary,
-    check_energy_output,
-    check_int,
-    check_positive,
-    check_probability,
-    check_tensor,
-)
+from ebmlib.data.codes import check_classes, check_codes
+from ebmlib.data.graphs import node_pair_mask, num_pairs
+from ebmlib.utils import check_binary, check_int, check_positive, check_probability, check_tensor
 
 MAX_STATES = 4096
 """Largest state space for which :meth:`Perturbation.transition_matrix` builds a dense matrix."""
 
+
 HEAT_GRAPHS = ("uniform", "cyclical", "ordinal")
 
 
-# ---------------------------------------------------------------------------------------------------------
-# The loss
-# ---------------------------------------------------------------------------------------------------------
-def discrepancy_from_energies(e_pos: Tensor, e_neg: Tensor, *, w: float = 1.0, reduction: str = "mean") -> Tensor:
-    """``log(w + Σ_j exp(E(x_i) - E(x'_{i,j})))`` from energies, in log-sum-exp form.
-
-    Parameters
-    ----------
-    e_pos
-        ``E(x_i)``, shape ``(B,)``.
-    e_neg
-        ``E(x'_{i,j})``, shape ``(B, M)``.
-    w
-        Offset ``w >= 0``; the constant entry ``log w`` joins the ``M`` differences before the log-sum-exp,
-        and is left out when ``w = 0``.
-    reduction
-        ``"mean"`` (a scalar) or ``"none"`` (shape ``(B,)``).
-    """
-    check_tensor(e_pos, "e_pos", ndim=1, finite=False)
-    check_tensor(e_neg, "e_neg", shape=(e_pos.shape[0], None), finite=False)
-    if e_neg.shape[1] < 1:
-        raise ValueError("e_neg must hold at least one negative per data point")
-    w = _check_offset(w)
-    if reduction not in ("mean", "none"):
-        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
-    v = e_pos.unsqueeze(1) - e_neg
-    if w > 0:
-        v = torch.cat([v, torch.full_like(v[:, :1], math.log(w))], dim=1)
-    per_point = torch.logsumexp(v, dim=1)
-    return per_point.mean() if reduction == "mean" else per_point
-
-
-def _check_offset(w: float) -> float:
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-        raise ValueError(f"w must be a finite number >= 0, got {w!r}")
-    return float(w)
-
-
-def energy_discrepancy(
-    energy_fn: EnergyFn,
-    x: Tensor,
-    perturbation: Perturbation,
-    *,
-    n_negatives: int = 32,
-    w: float = 1.0,
-    reduction: str = "mean",
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """The energy-discrepancy loss of a batch (the authors' stabilised estimator, see the module docstring).
-
-    The ``B · M`` negatives are drawn without gradient (they are discrete, or noise added to data) and
-    passed through ``energy_fn`` in one batch of shape ``(B · M, D)``.
-
-    Parameters
-    ----------
-    energy_fn
-        ``(B, D) -> (B,)``.
-    x
-        Data, shape ``(B, D)``, in the format ``perturbation`` expects.
-    perturbation
-        Draws the negatives, :meth:`Perturbation.contrast`.
-    n_negatives
-        ``M >= 1`` (paper: 32).
-    w
-        Offset ``w >= 0`` (paper: 1).
-    reduction
-        ``"mean"`` or ``"none"``, as in :func:`discrepancy_from_energies`.
-
-    Returns
-    -------
-    loss, logs
-        The loss and the mean positive and negative energies (detached).
-    """
-    if not isinstance(perturbation, Perturbation):
-        raise ValueError(f"perturbation must be a Perturbation, got {type(perturbation).__name__}")
-    m = check_int(n_negatives, "n_negatives", minimum=1)
-    with torch.no_grad():
-        x_neg = perturbation.contrast(x, m)
-    batch, dim = x.shape
-    e_pos = check_energy_output(energy_fn(x), batch, "energy_fn", finite=False)
-    e_neg = check_energy_output(energy_fn(x_neg.reshape(batch * m, dim)), batch * m, "energy_fn", finite=False)
-    loss = discrepancy_from_energies(e_pos, e_neg.view(batch, m), w=w, reduction=reduction)
-    return loss, {"energy_pos": e_pos.mean().detach(), "energy_neg": e_neg.mean().detach()}
-
-
-class EnergyDiscrepancy:
-    """:func:`energy_discrepancy` with bound settings: ``loss_fn(model, batch)`` for :func:`~ebmlib.train.fit`."""
-
-    def __init__(self, perturbation: Perturbation, *, n_negatives: int = 32, w: float = 1.0) -> None:
-        if not isinstance(perturbation, Perturbation):
-            raise ValueError(f"perturbation must be a Perturbation, got {type(perturbation).__name__}")
-        self.perturbation = perturbation
-        self.n_negatives = check_int(n_negatives, "n_negatives", minimum=1)
-        self.w = _check_offset(w)
-
-    def __call__(self, energy_fn: EnergyFn, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        return energy_discrepancy(energy_fn, x, self.perturbation, n_negatives=self.n_negatives, w=self.w)
-
-
-def exact_energy_discrepancy(energies: Tensor, data_probs: Tensor, transition: Tensor) -> Tensor:
-    """Population ED functional on an enumerated space (the ``M → ∞``, ``w = 0`` limit, less ``log M``).
-
-    ``ED = Σ_x p(x) [E(x) + Σ_y Q[x, y] log Σ_{x'} Q[x', y] e^{-E(x')}]`` with ``Q[x, y] = q(y|x)``.
-
-    Parameters
-    ----------
-    energies
-        ``E`` of every state, shape ``(S,)``.
-    data_probs
-        ``p(x)``, shape ``(S,)``, summing to one.
-    transition
-        ``Q``, shape ``(S, S)``, rows summing to one (e.g. :meth:`Perturbation.transition_matrix`).
-    """
-    check_tensor(energies, "energies", ndim=1, floating=True)
-    n = energies.shape[0]
-    check_tensor(data_probs, "data_probs", shape=(n,), floating=True)
-    check_tensor(transition, "transition", shape=(n, n), floating=True)
-    if (data_probs < 0).any() or abs(float(data_probs.sum()) - 1) > 1e-6:
-        raise ValueError("data_probs must be a probability vector")
-    # log Σ_x' Q[x', y] exp(-E(x')) for every y; log 0 = -inf drops impossible moves.
-    contrast = torch.logsumexp(transition.log() - energies.unsqueeze(1), dim=0)
-    return (data_probs * (energies + transition @ contrast)).sum()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Perturbations: base class
-# ---------------------------------------------------------------------------------------------------------
 class Perturbation:
     """A symmetric noise process ``q(y|x)`` on rows of shape ``(D,)``.
 
@@ -243,9 +97,6 @@ def _flip_matrix(n: int, site: int, dtype: torch.dtype = torch.float64) -> Tenso
     return _kron([swap if i == site else eye for i in range(n)])
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Binary perturbations
-# ---------------------------------------------------------------------------------------------------------
 class BinaryPerturbation(Perturbation):
     """Base of the perturbations of bits ``{0, 1}^D`` (floats); ``dim`` is needed only to enumerate states."""
 
@@ -312,31 +163,11 @@ class BitFlipPerturbation(BinaryPerturbation):
         return sum(_flip_matrix(d, i) for i in range(d)) / d
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Categorical perturbations
-# ---------------------------------------------------------------------------------------------------------
-def _check_classes(n_classes: Sequence[int]) -> tuple[int, ...]:
-    if isinstance(n_classes, (int, str)) or not isinstance(n_classes, Sequence) or len(n_classes) == 0:
-        raise ValueError(f"n_classes must be a non-empty sequence of class counts, got {n_classes!r}")
-    return tuple(check_int(k, f"n_classes[{i}]", minimum=2) for i, k in enumerate(n_classes))
-
-
-def check_codes(x: Tensor, n_classes: Sequence[int], name: str = "x") -> Tensor:
-    """Check that ``x`` is ``(B, C)`` floating with integer codes ``0 <= x[:, c] < n_classes[c]``."""
-    check_tensor(x, name, ndim=2, floating=True)
-    if x.shape[1] != len(n_classes):
-        raise ValueError(f"{name} must have {len(n_classes)} categorical columns, got {x.shape[1]}")
-    upper = torch.tensor(n_classes, device=x.device, dtype=x.dtype)
-    if not ((x == x.round()) & (x >= 0) & (x < upper)).all():
-        raise ValueError(f"{name} must hold integer codes 0 <= x[:, c] < n_classes[c] = {list(n_classes)}")
-    return x
-
-
 class CategoricalPerturbation(Perturbation):
     """Base of the perturbations of integer codes, ``n_classes[c] = K_c`` classes in column ``c``."""
 
     def __init__(self, n_classes: Sequence[int]) -> None:
-        self.n_classes = _check_classes(n_classes)
+        self.n_classes = check_classes(n_classes)
 
     def check(self, x: Tensor, name: str = "x") -> Tensor:
         return check_codes(x, self.n_classes, name)
@@ -505,9 +336,6 @@ class GridPerturbation(CategoricalPerturbation):
         return self.transition_matrix()
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Numeric and mixed perturbations
-# ---------------------------------------------------------------------------------------------------------
 class GaussianPerturbation(Perturbation):
     """``y = x + σ ξ``, ``ξ ~ N(0, I)`` (``σ`` a standard deviation: 0.05 or 0.1 in the tabular runs).
 
@@ -554,3 +382,33 @@ class MixedPerturbation(Perturbation):
         num, cat = x[:, : self.n_numeric], x[:, self.n_numeric :]
         return torch.cat([self.numeric.sample_from(self.numeric.sample_y(num), n),
                           self.categorical.contrast(cat, n)], dim=2)
+
+
+class NodeSetPerturbation(Perturbation):
+    """Energy-discrepancy noise that flips only pairs of each graph's node set (cf. :func:`gibbs_within_nodes`).
+
+    Rows are ``(D + 1,)``: the adjacency bits followed by the node count ``n`` (as a float), which is never
+    changed. ``epsilon`` flips each of the ``n (n - 1)/2`` allowed bits with that probability (the Bernoulli
+    perturbation on the node set); ``epsilon=None`` flips one allowed bit chosen uniformly (the grid
+    perturbation). Both are symmetric, as energy discrepancy needs. Train an energy ``E`` on bits with
+    ``lambda z: E(z[:, :-1])``.
+    """
+
+    def __init__(self, max_nodes: int, epsilon: float | None = None) -> None:
+        self.max_nodes = check_int(max_nodes, "max_nodes", minimum=2)
+        self.epsilon = None if epsilon is None else check_probability(epsilon, "epsilon")
+
+    def check(self, x: Tensor, name: str = "x") -> Tensor:
+        check_tensor(x, name, shape=(None, num_pairs(self.max_nodes) + 1), floating=True)
+        check_binary(x[:, :-1], name)
+        return x
+
+    def sample_y(self, x: Tensor) -> Tensor:
+        bits, counts = x[:, :-1], x[:, -1:]
+        mask = node_pair_mask(counts[:, 0].long(), self.max_nodes).to(bits)
+        if self.epsilon is None:  # argmax of uniform noise over the allowed bits: one uniform allowed bit
+            index = (torch.rand_like(bits) + mask).argmax(1, keepdim=True)
+            bits = bits.scatter(1, index, 1 - bits.gather(1, index))
+        else:
+            bits = torch.where((torch.rand_like(bits) < self.epsilon) & (mask > 0), 1 - bits, bits)
+        return torch.cat([bits, counts], dim=1)

@@ -1,38 +1,22 @@
-"""Noise-free EBMs (Xiao, Yan & Amit): gradient-flow samplers, their exact densities and the self-adversarial loss.
-
-An energy :math:`E_\\theta` defines a *generator* through its gradient flow started from Gaussian noise,
-
-* the ODE (paper eqs. 4-5) :math:`x'(t) = -\\nabla_x E_\\theta(x(t))`, :math:`x(0) = x_0 \\sim N(0, I)`,
-  :math:`t \\in [0, T]`, solved by ``torchdiffeq`` (:func:`ode_sample`);
-* its forward-Euler discretisation (eq. 7) :math:`x_{k+1} = x_k - \\tfrac{\\eta}{2} \\nabla_x E_\\theta(x_k)`,
-  ``K`` steps (:func:`euler_sample`), optionally differentiable in :math:`\\theta` through every step;
-* for contrast, the noisy short-run Langevin dynamics of eq. 3 with a reduced noise scale (:func:`noisy_sample`).
-
-Because the ODE map is invertible, its density follows from the instantaneous change of variables (eq. 6),
-:math:`\\log p_T(x_T) = \\log N(x_0; 0, I) + \\int_0^T \\mathrm{tr}\\,\\nabla^2_x E_\\theta(x(t))\\,dt`
-(:func:`flow_log_prob`, exact trace or Hutchinson's estimator). The losses are the maximum-likelihood EBM
-update with noise-free negatives, the same plus the generator term of eq. 12 (:class:`SelfAdversarialLoss`),
-and direct maximum likelihood of the ODE flow (:class:`FlowMaximumLikelihood`).
-
-Convention: :math:`p(x) \\propto \\exp(-E(x))`; energies map ``(B, *event)`` to ``(B,)``.
-"""
+"""The noise-free generator of an energy (Xiao, Yan & Amit 2021): the gradient flow ``ẋ = -∇_x E(x)`` solved
+by an ODE solver or unrolled by forward Euler, its noisy (Langevin) counterpart, and the exact log-density of
+the ODE's samples (instantaneous change of variables, with an exact or a Hutchinson trace)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
-from torch.func import functional_call
+from torch import Tensor
 
-from ebmlib.samplers import _check_clamp, langevin
+from ebmlib.samplers.continuous import langevin
+from ebmlib.samplers.core import check_clamp
 from ebmlib.utils import EnergyFn, check_energy_output, check_int, check_positive, check_tensor
 
-DYNAMICS = ("ode", "euler", "noisy")
-"""Samplers accepted by :class:`SelfAdversarialLoss`."""
 TRACE_ESTIMATORS = ("exact", "hutchinson")
 """Divergence estimators accepted by :func:`flow_log_prob`."""
+
+
 ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 """``torchdiffeq``'s adaptive solvers (they ignore ``step_size``)."""
 
@@ -59,9 +43,6 @@ def _grad(energy_fn: EnergyFn, x: Tensor, *, create_graph: bool) -> tuple[Tensor
     return grad, x
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Samplers: the generator G_θ defined by the energy
-# ---------------------------------------------------------------------------------------------------------
 def ode_sample(
     energy_fn: EnergyFn,
     x0: Tensor,
@@ -122,8 +103,9 @@ def euler_sample(
     create_graph: bool = False,
     clamp: tuple[float, float] | None = None,
 ) -> Tensor:
-    """Forward-Euler (gradient-descent) generator :math:`x_{k+1} = x_k - (\\eta/2)\\nabla_x E_\\theta(x_k)`
-    for ``k = 0..K-1`` (paper eqs. 7-8).
+    """Forward-Euler (gradient-descent) generator :math:`x_{k+1} = x_k - h\\,\\nabla_x E_\\theta(x_k)`
+    for ``k = 0..K-1`` (paper eqs. 7-8, which write the step as :math:`\\eta/2`, so :math:`h = \\eta/2`): the
+    Euler discretisation of :func:`ode_sample`'s flow with time step :math:`h`, integration time :math:`Kh`.
 
     Parameters
     ----------
@@ -134,7 +116,7 @@ def euler_sample(
     n_steps
         ``K``.
     step_size
-        ``η``; each step moves by ``η/2`` times the negative gradient.
+        ``h > 0``; each step moves by ``h`` times the negative gradient.
     create_graph
         Keep the graph of every gradient so that ``x_K`` is a differentiable function of the energy's
         parameters through the whole trajectory (the generator term of eq. 12; memory grows with ``K``).
@@ -150,13 +132,13 @@ def euler_sample(
     """
     check_tensor(x0, "x0", min_ndim=1, floating=True)
     check_int(n_steps, "n_steps", minimum=1)
-    half_eta = check_positive(step_size, "step_size") / 2
-    bounds = None if clamp is None else _check_clamp(clamp)
+    h = check_positive(step_size, "step_size")
+    bounds = None if clamp is None else check_clamp(clamp)
     x = x0.detach()
     with torch.enable_grad():
         for _ in range(n_steps):
             grad, x = _grad(energy_fn, x, create_graph=create_graph)
-            x = x - half_eta * grad
+            x = x - h * grad
             if bounds is not None:
                 x = x.clamp(*bounds)
             if not create_graph:
@@ -175,12 +157,12 @@ def noisy_sample(
     noise_scale: float,
     clamp: tuple[float, float] | None = None,
 ) -> Tensor:
-    """Noisy short-run Langevin dynamics :math:`x_{k+1} = x_k - (\\eta/2)\\nabla_x E(x_k) + \\sigma\\,\\omega_k`
-    (paper eq. 3 with the noise reduced from :math:`\\sqrt{\\eta}` to :math:`\\sigma`, as EBM practice does).
+    """Noisy short-run Langevin dynamics :math:`x_{k+1} = x_k - h\\,\\nabla_x E(x_k) + \\sigma\\,\\omega_k`
+    (paper eq. 3, with :math:`h = \\eta/2` and the noise reduced from :math:`\\sqrt{2h}` to :math:`\\sigma`, as
+    EBM practice does).
 
-    The same drift as :func:`euler_sample`, plus Gaussian noise; ``noise_scale = sqrt(step_size)`` is the
-    unadjusted Langevin algorithm that targets ``p ∝ exp(-E)``. Implemented by
-    :func:`ebmlib.samplers.langevin` with ``ε = √η``.
+    The same drift as :func:`euler_sample`, plus Gaussian noise; ``noise_scale = sqrt(2 * step_size)`` is the
+    unadjusted Langevin algorithm that targets ``p ∝ exp(-E)`` (:func:`ebmlib.samplers.langevin`).
 
     Parameters
     ----------
@@ -189,13 +171,10 @@ def noisy_sample(
     noise_scale
         ``σ >= 0``, the absolute standard deviation of the noise added per step (the paper: 0.1).
     """
-    eps = math.sqrt(check_positive(step_size, "step_size"))
-    return langevin(energy_fn, x0, n_steps=n_steps, step_size=eps, noise_scale=noise_scale, clamp=clamp)
+    check_tensor(x0, "x0", min_ndim=1, floating=True)
+    return langevin(energy_fn, x0, n_steps=n_steps, step_size=step_size, noise_scale=noise_scale, clamp=clamp)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Divergence of the flow: the trace of the Hessian of E
-# ---------------------------------------------------------------------------------------------------------
 def hessian_trace(energy_fn: EnergyFn, x: Tensor, *, create_graph: bool = False) -> tuple[Tensor, Tensor]:
     """Gradient and exact Hessian trace :math:`\\mathrm{tr}\\,\\nabla_x^2 E(x)` of a flat energy.
 
@@ -359,151 +338,3 @@ def flow_log_prob(
     if not torch.isfinite(log_prob).all():
         raise ValueError("energy_fn produced NaN or infinite values along the backward ODE")
     return log_prob, x0
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Training objectives
-# ---------------------------------------------------------------------------------------------------------
-def frozen(energy: nn.Module) -> Callable[[Tensor], Tensor]:
-    """``E_{sg(θ)}``: the energy evaluated with detached parameters and buffers (a stop-gradient on θ).
-
-    Gradients still flow into the *input*, so ``frozen(E)(G_θ(x_0))`` reaches θ only through ``G_θ``.
-    """
-    if not isinstance(energy, nn.Module):
-        raise ValueError(f"energy must be an nn.Module to freeze its parameters, got {type(energy).__name__}")
-    state = {name: t.detach() for name, t in [*energy.named_parameters(), *energy.named_buffers()]}
-    return lambda x: functional_call(energy, state, (x,))
-
-
-def self_adversarial_loss(
-    energy: nn.Module,
-    x_pos: Tensor,
-    x_k: Tensor,
-    *,
-    generator: bool = True,
-    generator_weight: float = 1.0,
-    l2_reg: float = 0.0,
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """Paper eq. 12: :math:`\\overline{E_\\theta(x^+)} - \\overline{E_\\theta(\\mathrm{sg}[x_K])}
-    + \\lambda\\,\\overline{E_{\\mathrm{sg}(\\theta)}(x_K)}` with :math:`\\lambda = 1` in the paper.
-
-    The first two terms are the maximum-likelihood (critic) update of eq. 1 with the generated samples held
-    fixed; the third is the generator update of eq. 11, which reaches θ only through ``x_K = G_θ(x_0)``.
-
-    Parameters
-    ----------
-    energy
-        The energy network, ``(B, *event) -> (B,)``.
-    x_pos
-        Data, shape ``(B, *event)``.
-    x_k
-        Generated samples, shape ``(B', *event)``; for the generator term they must carry the graph of the
-        unrolled dynamics (:func:`euler_sample` with ``create_graph=True``).
-    generator
-        Add the generator term; without it this is the plain EBM loss.
-    generator_weight
-        :math:`\\lambda > 0`, the weight of the generator term (the paper: 1).
-    l2_reg
-        :math:`\\alpha \\ge 0`: adds :math:`\\alpha(\\overline{E_\\theta(x^+)^2} + \\overline{E_\\theta(x^-)^2})`
-        (Du & Mordatch, 2019), which bounds the scale of the energy. Not in the paper; 0 by default.
-
-    Returns
-    -------
-    loss, logs
-        Scalar loss; ``logs`` holds the mean positive and negative energies and the critic term (detached).
-    """
-    check_tensor(x_pos, "x_pos", min_ndim=1, finite=False)
-    check_tensor(x_k, "x_k", min_ndim=1, finite=False)
-    if x_pos.shape[1:] != x_k.shape[1:]:
-        raise ValueError(f"x_pos and x_k must share the event shape, got {tuple(x_pos.shape)} and {tuple(x_k.shape)}")
-    check_positive(generator_weight, "generator_weight")
-    if generator and not x_k.requires_grad:
-        raise ValueError("x_k carries no graph: sample it with create_graph=True for the generator term")
-    e_pos = check_energy_output(energy(x_pos), x_pos.shape[0], finite=False)
-    e_neg = check_energy_output(energy(x_k.detach()), x_k.shape[0], finite=False)
-    critic = e_pos.mean() - e_neg.mean()
-    if l2_reg != 0.0:
-        critic_loss = critic + check_positive(l2_reg, "l2_reg") * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
-    else:
-        critic_loss = critic
-    logs = {"energy_pos": e_pos.mean().detach(), "energy_neg": e_neg.mean().detach(), "critic": critic.detach()}
-    if not generator:
-        return critic_loss, logs
-    gen = frozen(energy)(x_k).mean()
-    logs["generator"] = gen.detach()
-    return critic_loss + generator_weight * gen, logs
-
-
-class SelfAdversarialLoss:
-    """Maximum-likelihood EBM training with non-persistent noise-free (or noisy) negatives, optionally with
-    the generator term of eq. 12; a ``loss_fn(model, batch)`` for :func:`ebmlib.train.fit`.
-
-    Each call draws fresh ``x_0 ~ N(0, I)`` (no replay buffer: the sampler is a generator with a fixed
-    prior, paper §5), runs the dynamics and returns :func:`self_adversarial_loss`.
-
-    Parameters
-    ----------
-    dynamics
-        ``"ode"`` (:func:`ode_sample`, keywords ``T, rtol, atol, method``), ``"euler"``
-        (:func:`euler_sample`, ``n_steps, step_size``) or ``"noisy"`` (:func:`noisy_sample`,
-        ``n_steps, step_size, noise_scale``).
-    generator
-        Add the generator term (Euler dynamics only: it differentiates through the unrolled steps).
-    generator_weight
-        Its weight :math:`\\lambda` (the paper: 1).
-    l2_reg
-        Energy-magnitude regulariser of :func:`self_adversarial_loss` (0: the paper's loss).
-    **sampler_kwargs
-        Passed to the sampler.
-    """
-
-    def __init__(
-        self,
-        dynamics: str = "ode",
-        *,
-        generator: bool = False,
-        generator_weight: float = 1.0,
-        l2_reg: float = 0.0,
-        **sampler_kwargs: float | str | tuple[float, float] | None,
-    ) -> None:
-        if dynamics not in DYNAMICS:
-            raise ValueError(f"dynamics must be one of {DYNAMICS}, got {dynamics!r}")
-        if generator and dynamics != "euler":
-            raise ValueError("generator=True needs dynamics='euler' (the unrolled, differentiable sampler)")
-        if l2_reg != 0.0:
-            check_positive(l2_reg, "l2_reg")
-        self.generator_weight = check_positive(generator_weight, "generator_weight")
-        self.dynamics, self.generator, self.l2_reg, self.sampler_kwargs = dynamics, generator, l2_reg, sampler_kwargs
-
-    def sample(self, energy: EnergyFn, x0: Tensor, *, create_graph: bool = False) -> Tensor:
-        """Run the configured dynamics from ``x0``."""
-        if self.dynamics == "ode":
-            return ode_sample(energy, x0, **self.sampler_kwargs)
-        if self.dynamics == "euler":
-            return euler_sample(energy, x0, create_graph=create_graph, **self.sampler_kwargs)
-        return noisy_sample(energy, x0, **self.sampler_kwargs)
-
-    def __call__(self, energy: nn.Module, x_pos: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        x_k = self.sample(energy, torch.randn_like(x_pos), create_graph=self.generator)
-        return self_adversarial_loss(energy, x_pos, x_k, generator=self.generator,
-                                     generator_weight=self.generator_weight, l2_reg=self.l2_reg)
-
-
-class FlowMaximumLikelihood:
-    """Negative log-likelihood of the ODE flow (eq. 6) on a data batch, backpropagated through the solver;
-    a ``loss_fn(model, batch)`` for :func:`ebmlib.train.fit` (the paper's "ODE flow trained by maximum
-    likelihood", §5.1).
-
-    Parameters
-    ----------
-    **ode_kwargs
-        ``T, rtol, atol, method, trace`` for :func:`flow_log_prob`.
-    """
-
-    def __init__(self, **ode_kwargs: float | str) -> None:
-        self.ode_kwargs = ode_kwargs
-
-    def __call__(self, energy: EnergyFn, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        log_prob, _ = flow_log_prob(energy, x, create_graph=True, **self.ode_kwargs)
-        nll = -log_prob.mean()
-        return nll, {"log_likelihood": -nll.detach()}

@@ -1,0 +1,136 @@
+"""The training step of flowMC-EBM (Grenioux, Moulines & Gabrié 2023, Algorithm 1) and its two baselines,
+ULA-EBM and NT-EBM, as one loss for :func:`ebmlib.train.fit`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ebmlib.flows import flow_ml_step
+from ebmlib.losses.contrastive import contrastive_divergence
+from ebmlib.samplers.continuous import langevin
+from ebmlib.samplers.flow import FlowProposal, TransportMap, check_flow, flowmc, latent_mala
+from ebmlib.utils import EnergyFn, check_int, check_positive, check_tensor
+
+FLOW_EBM_METHODS = ("flowmc", "ula", "nt")
+"""Negative samplers of :class:`FlowEBMLoss`: flowMC-EBM, ULA-EBM and NT-EBM."""
+
+
+class FlowEBMLoss:
+    r"""One training step of flowMC-EBM (paper Alg. 1), ULA-EBM or NT-EBM, as a loss for :func:`~ebmlib.train.fit`.
+
+    Each call (with the current tilted energy ``U_θ`` and a data batch ``x⁺``):
+
+    1. draws ``n_chains`` chain states: for ``"flowmc"`` and ``"ula"`` uniformly from the persistent pool
+       (without re-initialisation); for ``"nt"`` fresh latent states ``z ~ ρ``;
+    2. moves them: :func:`flowmc` (global i-SIR + local MALA), :func:`~ebmlib.samplers.langevin` (ULA), or
+       :func:`latent_mala`; writes the final states back to the pool;
+    3. takes as negatives ``x⁻`` the states at ``record_steps`` (flowMC) or the final states;
+    4. fits the flow by ``flow_steps`` maximum-likelihood steps on ``x⁻`` (``"flowmc"`` and ``"nt"``; the paper
+       takes one);
+    5. returns the contrastive-divergence loss :math:`\overline{U_\theta(x^+)} - \overline{U_\theta(x^-)}`
+       (eq. 3), whose θ-gradient is the maximum-likelihood gradient of the tilted EBM (App. B).
+
+    ``last_init`` and ``last_negatives`` keep the chain starts and negatives of the latest call, for the
+    paper's Table 3 diagnostics; the MALA step size adapts across calls and is logged as ``step_size``.
+
+    NT-EBM's chains restart from the flow in every call, so its negatives are only as good as the flow plus
+    ``n_steps`` latent moves. If the EBM moves faster than that (a large learning rate, few steps), the
+    negatives lag, the loss pushes energies apart without bound, the adapted step collapses and training
+    diverges; watch ``energy_neg - energy_pos`` and ``step_size`` in the logs.
+
+    Parameters
+    ----------
+    method
+        One of :data:`FLOW_EBM_METHODS`.
+    pool
+        Initial persistent states ``(P, d)`` (ignored by ``"nt"`` but kept for its shape).
+    n_chains
+        Chains moved per call (``≤ P``).
+    n_steps
+        MCMC steps per call.
+    step_size
+        The time step ``h`` of :func:`~ebmlib.samplers.langevin` (ULA) or the initial one of
+        :func:`~ebmlib.samplers.mala` (flowMC's local moves, NT-EBM).
+    flow, flow_optimizer
+        The companion flow and its optimiser (required except for ``"ula"``).
+    n_local, n_particles, record_steps
+        flowMC settings, see :func:`flowmc`.
+    target_accept
+        MALA acceptance target (``None``: fixed step size).
+    flow_steps
+        Maximum-likelihood steps of the flow per call, on the same negatives. More than one lets a flow with a
+        modest learning rate keep up with the EBM in short runs: i-SIR only moves chains between modes when
+        the flow is close to the EBM.
+    """
+
+    def __init__(self, method: str, pool: Tensor, *, n_chains: int, n_steps: int, step_size: float,
+                 flow: FlowProposal | None = None, flow_optimizer: torch.optim.Optimizer | None = None,
+                 n_local: int = 0, n_particles: int = 2, record_steps: Sequence[int] | None = None,
+                 target_accept: float | None = 0.75, flow_steps: int = 1) -> None:
+        if method not in FLOW_EBM_METHODS:
+            raise ValueError(f"method must be one of {FLOW_EBM_METHODS}, got {method!r}")
+        check_tensor(pool, "pool", ndim=2, floating=True)
+        if not 1 <= check_int(n_chains, "n_chains", minimum=1) <= pool.shape[0]:
+            raise ValueError(f"n_chains must be <= pool size {pool.shape[0]}, got {n_chains}")
+        check_int(n_steps, "n_steps", minimum=1)
+        check_positive(step_size, "step_size")
+        if method != "ula":
+            if flow is None or flow_optimizer is None:
+                raise ValueError(f"method={method!r} needs flow and flow_optimizer")
+            check_flow(flow, pool)
+            if method == "nt":
+                check_flow(flow, pool, TransportMap)
+        self.method, self.pool, self.flow, self.flow_optimizer = method, pool.detach().clone(), flow, flow_optimizer
+        self.n_chains, self.n_steps, self.step_size = n_chains, n_steps, float(step_size)
+        self.n_local, self.n_particles, self.record_steps = n_local, n_particles, record_steps
+        self.target_accept = target_accept
+        self.flow_steps = check_int(flow_steps, "flow_steps", minimum=1)
+        self.last_init: Tensor | None = None
+        self.last_negatives: Tensor | None = None
+
+    def _step_log(self) -> Tensor:
+        # Logged because a collapsing MALA step is the first sign that the negatives lost the EBM.
+        return torch.tensor(self.step_size)
+
+    def sample(self, energy_fn: EnergyFn, n_chains: int | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Steps 1–3 alone: chain starts ``(n_chains, d)``, negatives ``(n_neg, d)`` and sampler diagnostics.
+
+        ``n_chains`` (default: the training value, at most the pool size) lets an evaluation move the whole pool.
+        """
+        n_chains = self.n_chains if n_chains is None else check_int(n_chains, "n_chains", minimum=1)
+        if n_chains > self.pool.shape[0]:
+            raise ValueError(f"n_chains must be <= pool size {self.pool.shape[0]}, got {n_chains}")
+        if self.method == "nt":
+            z = self.flow.base_std * torch.randn_like(self.pool[:n_chains])
+            with torch.no_grad():
+                x_init = self.flow(z)[0]
+            x_neg, result = latent_mala(energy_fn, self.flow, z, n_steps=self.n_steps, step_size=self.step_size,
+                                        target_accept=self.target_accept)
+            self.step_size = result.step_size
+            return x_init, x_neg, {"local_acceptance": result.acceptance.mean(), "step_size": self._step_log()}
+        index = torch.randperm(self.pool.shape[0], device=self.pool.device)[:n_chains]
+        x_init = self.pool[index]
+        if self.method == "ula":
+            x_neg = langevin(energy_fn, x_init, n_steps=self.n_steps, step_size=self.step_size)
+            self.pool[index] = x_neg
+            return x_init, x_neg, {}
+        result = flowmc(energy_fn, x_init, self.flow, n_steps=self.n_steps, n_local=self.n_local,
+                        n_particles=self.n_particles, step_size=self.step_size, target_accept=self.target_accept,
+                        record_steps=self.record_steps)
+        self.pool[index] = result.x
+        self.step_size = result.step_size
+        logs = {"global_acceptance": result.global_acceptance, "local_acceptance": result.local_acceptance,
+                "step_size": self._step_log()}
+        return x_init, result.samples.reshape(-1, self.pool.shape[1]), logs
+
+    def __call__(self, energy_fn: EnergyFn, x_pos: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        x_init, x_neg, logs = self.sample(energy_fn)
+        self.last_init, self.last_negatives = x_init, x_neg
+        if self.method != "ula":
+            for _ in range(self.flow_steps):
+                logs["flow_nll"] = flow_ml_step(self.flow, self.flow_optimizer, x_neg)
+        loss, cd_logs = contrastive_divergence(energy_fn, x_pos, x_neg)
+        return loss, {**cd_logs, **logs}

@@ -1,0 +1,88 @@
+"""Evaluation: sample metrics, graph statistics, MCMC diagnostics, likelihood estimators, predictors.
+
+* :mod:`~ebmlib.metrics.samples` — MMD, TV, KL, mode weights, coupling errors, Fréchet distances;
+* :mod:`~ebmlib.metrics.graphs` — GraphRNN's degree, clustering and orbit MMD;
+* :mod:`~ebmlib.metrics.mcmc` — split-R̂;
+* :mod:`~ebmlib.metrics.likelihood` — importance sampling and AIS estimates of ``log Z``;
+* :mod:`~ebmlib.metrics.prediction` — the predictors of joint EBMs and their accuracy;
+* :mod:`~ebmlib.metrics.tabular` — train-synthetic-test-real AUC;
+* :mod:`~ebmlib.metrics.images` — Inception FID.
+"""
+
+from ebmlib.metrics.graphs import (
+    N_ORBITS,
+    clustering_histogram,
+    degree_histogram,
+    graph_mmd,
+    orbit_counts,
+    orbit_statistic,
+)
+from ebmlib.metrics.images import (
+    inception_fid,
+)
+from ebmlib.metrics.likelihood import (
+    CodeKernelDensity,
+    ais_log_partition,
+    importance_log_partition,
+)
+from ebmlib.metrics.mcmc import (
+    split_rhat,
+)
+from ebmlib.metrics.prediction import (
+    attribute_accuracy,
+    predict_energy,
+    predict_sample,
+)
+from ebmlib.metrics.samples import (
+    Kernel,
+    empirical_distribution,
+    exp_hamming_kernel,
+    frechet_distance,
+    gaussian_frechet_distance,
+    hamming_distance,
+    kl_divergence,
+    linear_hamming_kernel,
+    log_rmse,
+    median_squared_log_density_error,
+    mmd2,
+    mmd_hamming,
+    mode_weight_mse,
+    mode_weights,
+    total_variation,
+)
+from ebmlib.metrics.tabular import (
+    tstr_auc,
+)
+
+__all__ = [
+    "Kernel",
+    "hamming_distance",
+    "linear_hamming_kernel",
+    "exp_hamming_kernel",
+    "mmd2",
+    "mmd_hamming",
+    "empirical_distribution",
+    "total_variation",
+    "kl_divergence",
+    "mode_weights",
+    "log_rmse",
+    "mode_weight_mse",
+    "median_squared_log_density_error",
+    "gaussian_frechet_distance",
+    "frechet_distance",
+    "degree_histogram",
+    "clustering_histogram",
+    "N_ORBITS",
+    "orbit_counts",
+    "orbit_statistic",
+    "graph_mmd",
+    "split_rhat",
+    "importance_log_partition",
+    "CodeKernelDensity",
+    "ais_log_partition",
+    "predict_energy",
+    "predict_sample",
+    "attribute_accuracy",
+    "tstr_auc",
+    "inception_fid",
+]

@@ -1,0 +1,47 @@
+"""Energy networks. Every energy maps a batch ``(B, *event_shape)`` to ``(B,)``; ``p(x) ∝ exp(-E(x))``.
+
+* :mod:`~ebmlib.nets.mlp` — MLPs (Swish with learnable β, ...), the flowMC-EBM toy net and tilted energy;
+* :mod:`~ebmlib.nets.discrete` — Ising energy with free couplings, R-GCN graph energy;
+* :mod:`~ebmlib.nets.images` — convolutional image energies and a feature classifier;
+* :mod:`~ebmlib.nets.mixed` — energies of table rows and of joint states ``(x, y)``.
+"""
+
+from ebmlib.nets.discrete import (
+    GraphEnergy,
+    IsingEnergy,
+)
+from ebmlib.nets.images import (
+    ConvEnergy,
+    FeatureClassifier,
+    conv_features,
+)
+from ebmlib.nets.mixed import (
+    JointEnergy,
+    MixedEnergy,
+)
+from ebmlib.nets.mlp import (
+    MLP,
+    MLPEnergy,
+    Swish,
+    TiltedEnergy,
+    count_parameters,
+    make_activation,
+    toy_energy_net,
+)
+
+__all__ = [
+    "Swish",
+    "make_activation",
+    "MLP",
+    "MLPEnergy",
+    "count_parameters",
+    "toy_energy_net",
+    "TiltedEnergy",
+    "IsingEnergy",
+    "GraphEnergy",
+    "conv_features",
+    "ConvEnergy",
+    "FeatureClassifier",
+    "MixedEnergy",
+    "JointEnergy",
+]

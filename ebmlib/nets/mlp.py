@@ -1,0 +1,163 @@
+"""Fully connected energies: the MLPs of the papers' toy experiments and the tilted energy of flowMC-EBM."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ebmlib.utils import check_int, check_positive, check_tensor
+
+
+class Swish(nn.Module):
+    r"""Swish activation :math:`x \, \sigma(\beta x)` (Ramachandran et al., 2017).
+
+    Parameters
+    ----------
+    learnable_beta
+        Learn :math:`\beta` (initialised to 1), as in the MLP energies of the RMwGGIS and
+        Gibbs-with-Gradients papers; with ``False`` it is the fixed SiLU (:math:`\beta = 1`).
+    """
+
+    def __init__(self, learnable_beta: bool = True) -> None:
+        super().__init__()
+        self.beta = nn.Parameter(torch.ones(())) if learnable_beta else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        beta = 1.0 if self.beta is None else self.beta
+        return x * torch.sigmoid(beta * x)
+
+
+_ACTIVATIONS = {
+    "swish": lambda: Swish(learnable_beta=True),
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+    "tanh": nn.Tanh,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """Return a fresh activation module by name (one of ``swish, silu, elu, relu, leaky_relu, tanh``)."""
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}")
+    return _ACTIVATIONS[name]()
+
+
+class MLP(nn.Module):
+    """Fully connected network ``in_dim -> hidden_dims... -> out_dim`` with one activation between layers.
+
+    Parameters
+    ----------
+    in_dim, out_dim
+        Input and output widths.
+    hidden_dims
+        Widths of the hidden layers (may be empty: a linear map).
+    activation
+        Name accepted by :func:`make_activation`; each hidden layer gets its own instance (so a learnable
+        Swish has one β per layer).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_dims: Sequence[int], activation: str = "swish") -> None:
+        super().__init__()
+        check_int(in_dim, "in_dim", minimum=1)
+        check_int(out_dim, "out_dim", minimum=1)
+        for i, width in enumerate(hidden_dims):
+            check_int(width, f"hidden_dims[{i}]", minimum=1)
+        widths = [in_dim, *hidden_dims, out_dim]
+        layers: list[nn.Module] = []
+        for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(nn.Linear(w_in, w_out))
+            if i < len(widths) - 2:
+                layers.append(make_activation(activation))
+        self.net = nn.Sequential(*layers)
+        self.in_dim = in_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``(B, in_dim)`` to ``(B, out_dim)``."""
+        return self.net(x)
+
+
+class MLPEnergy(nn.Module):
+    """Energy ``E(x)`` given by an MLP with a scalar output; inputs are flattened.
+
+    Parameters
+    ----------
+    in_dim
+        Number of input features after flattening ``(B, *event_shape)`` to ``(B, in_dim)``.
+    hidden
+        Width of every hidden layer.
+    depth
+        Number of hidden layers.
+    activation
+        See :func:`make_activation`. The default Swish with learnable β follows the RMwGGIS and
+        Gibbs-with-Gradients papers' toy experiments.
+    """
+
+    def __init__(self, in_dim: int, hidden: int = 256, depth: int = 3, activation: str = "swish") -> None:
+        super().__init__()
+        check_int(depth, "depth", minimum=0)
+        check_int(hidden, "hidden", minimum=1)
+        self.mlp = MLP(in_dim, 1, [hidden] * depth, activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return energies of shape ``(B,)`` for ``x`` of shape ``(B, *event_shape)``."""
+        if x.ndim < 1:
+            raise ValueError(f"x must have a batch dimension, got shape {tuple(x.shape)}")
+        flat = x.reshape(x.shape[0], -1)
+        if flat.shape[1] != self.mlp.in_dim:
+            raise ValueError(f"x must have {self.mlp.in_dim} features per sample, got {flat.shape[1]}")
+        return self.mlp(flat.to(next(self.parameters()).dtype)).squeeze(-1)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable scalars in ``module``."""
+    return sum(math.prod(p.shape) for p in module.parameters() if p.requires_grad)
+
+
+def toy_energy_net(dim: int, hidden_dims: Sequence[int] = (32, 64, 64, 64)) -> MLP:
+    """The MLP energy of the paper's toy experiments (Nijkamp et al., 2020: ``d→32→64→64→64→1``, LeakyReLU).
+
+    The output layer is zero, so ``E_{θ0} ≡ 0`` as flowMC-EBM's initialisation requires. The MLP maps
+    ``(B, d)`` to ``(B, 1)``; :class:`TiltedEnergy` squeezes it to ``(B,)``.
+    """
+    net = MLP(dim, 1, hidden_dims, activation="leaky_relu")
+    nn.init.zeros_(net.net[-1].weight)
+    nn.init.zeros_(net.net[-1].bias)
+    return net
+
+
+class TiltedEnergy(nn.Module):
+    r"""Energy :math:`U_\theta(x) = E_\theta(x) - \log\rho(x)` of the tilted EBM :math:`p_\theta^\rho` (eq. 6).
+
+    ``log ρ`` has no parameters, so the maximum-likelihood gradient keeps its usual form (paper App. B);
+    the tilt only makes the model integrable from the start and ties it to the flow's base.
+
+    Parameters
+    ----------
+    net
+        ``E_θ``: maps ``(B, d)`` to ``(B,)`` or ``(B, 1)``.
+    dim
+        ``d``.
+    base_std
+        ``σ`` of ``ρ = N(0, σ² I_d)``, the same as the companion :class:`~ebmlib.flows.RealNVP`'s.
+    """
+
+    def __init__(self, net: nn.Module, dim: int, base_std: float) -> None:
+        super().__init__()
+        self.net = net
+        self.dim = check_int(dim, "dim", minimum=1)
+        self.register_buffer("base_std", torch.tensor(check_positive(base_std, "base_std")))
+
+    def base_log_prob(self, x: Tensor) -> Tensor:
+        """``log ρ(x)``, ``(B, d) -> (B,)``."""
+        var = self.base_std**2
+        return -0.5 * (x.pow(2).sum(-1) / var + self.dim * torch.log(2 * torch.pi * var))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``U_θ(x)``, ``(B, d) -> (B,)``."""
+        check_tensor(x, "x", shape=(None, self.dim), floating=True, finite=False)
+        return self.net(x).reshape(x.shape[0]) - self.base_log_prob(x)
