@@ -1,12 +1,10 @@
-"""ebmlib: reusable, GPU-capable building blocks for energy-based models.
+"""ebmlib: reusable, GPU-capable building blocks for energy-based models, organised by job.
 
 Convention: an energy ``E`` maps a batch ``(B, *event_shape)`` to ``(B,)`` and the model density is
-``p(x) ∝ exp(-E(x))``. Modules: :mod:`~ebmlib.utils` (devices, seeds, validation, timing);
-data — :mod:`~ebmlib.data`, :mod:`~ebmlib.graphs`, :mod:`~ebmlib.images`, :mod:`~ebmlib.tabular`,
-:mod:`~ebmlib.mixtures`; models — :mod:`~ebmlib.nets`, :mod:`~ebmlib.flows`; sampling —
-:mod:`~ebmlib.samplers`, :mod:`~ebmlib.joint`, :mod:`~ebmlib.flowmc`, :mod:`~ebmlib.noisefree`; training —
-:mod:`~ebmlib.losses`, :mod:`~ebmlib.discrepancy`, :mod:`~ebmlib.train`; evaluation — :mod:`~ebmlib.metrics`,
-:mod:`~ebmlib.plotting`, :mod:`~ebmlib.bench`.
+``p(x) ∝ exp(-E(x))``. Subpackages: :mod:`ebmlib.samplers` (every sampler), :mod:`ebmlib.losses` (every
+objective), :mod:`ebmlib.data` (data sets and encodings), :mod:`ebmlib.nets` (energy networks),
+:mod:`ebmlib.metrics` (evaluation); modules: :mod:`ebmlib.flows`, :mod:`ebmlib.train`, :mod:`ebmlib.report`,
+:mod:`ebmlib.plotting`, :mod:`ebmlib.bench`, :mod:`ebmlib.utils`.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -1,7 +1,8 @@
 """Benchmarks of ebmlib's training objectives; run ``python -m ebmlib.bench rmwggis --help``.
 
 ``rmwggis`` times one training step of exact ratio matching against RMwGGIS, as in Table 2 of Liu, Liu & Ji
-("Gradient-guided importance sampling for learning binary EBMs"), whose numbers are in :data:`PAPER_TABLE2`.
+("Gradient-guided importance sampling for learning binary EBMs"), whose numbers are in
+:data:`~ebmlib.bench.PAPER_TABLE2`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ PAPER_TABLE2: dict[int, dict[str, float]] = {
 """The paper's Table 2 (GPU; whole-process memory in MB) by dimension ``d``."""
 
 COLUMNS = ("d", "rm_ms", "rmwggis_ms", "speedup", "rm_mib", "rmwggis_mib", "memory_saving_%")
-"""Columns of the rows returned by :func:`bench_rmwggis` (times in ms, memory in MiB)."""
+"""Columns of the rows returned by :func:`~ebmlib.bench.bench_rmwggis` (times in ms, memory in MiB)."""
 _OOM_MESSAGES = ("out of memory", "can't allocate memory")
 
 
@@ -56,7 +57,7 @@ def _row(d: int, rm: Measurement | None, fast: Measurement) -> dict[str, Any]:
 
 
 def paper_table2_rows() -> list[dict[str, Any]]:
-    """:data:`PAPER_TABLE2` as rows with the columns of :func:`bench_rmwggis`."""
+    """:data:`~ebmlib.bench.PAPER_TABLE2` as rows with the columns of :func:`~ebmlib.bench.bench_rmwggis`."""
     rows = []
     for d, v in PAPER_TABLE2.items():
         saving = 100 * (1 - v["rmwggis_mib"] / v["rm_mib"])
@@ -124,13 +125,13 @@ def bench_rmwggis(
     n_samples
         ``s``, neighbours per point for RMwGGIS.
     chunk_size
-        Passed to :func:`ebmlib.losses.ratio_matching`: checkpointed chunks trade one extra forward pass for
+        Passed to :func:`~ebmlib.losses.ratio_matching`: checkpointed chunks trade one extra forward pass for
         memory (``None``: all ``B·d`` neighbours at once, as the paper does).
 
     Returns
     -------
     list of dict
-        One row per ``d`` with the keys of :data:`COLUMNS` (times in ms, memory in MiB, saving in percent)
+        One row per ``d`` with the keys of :data:`~ebmlib.bench.COLUMNS` (times in ms, memory in MiB, saving in percent)
         and ``rm_oom``; if ratio matching runs out of memory its entries are ``None`` and ``rm_oom`` is True.
     """
     check_int(batch_size, "batch_size", minimum=1)
@@ -164,7 +165,7 @@ def _format(value: Any, digits: int) -> str:
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Markdown table of :func:`bench_rmwggis` (or :func:`paper_table2_rows`) rows."""
+    """Markdown table of :func:`~ebmlib.bench.bench_rmwggis` (or :func:`~ebmlib.bench.paper_table2_rows`) rows."""
     header = "| d | RM ms | RMwGGIS ms | speedup | RM MiB | RMwGGIS MiB | memory saving % |"
     digits = {"speedup": 2, "memory_saving_%": 1}
     lines = [header, "|" + "---|" * len(COLUMNS)]

@@ -4,10 +4,10 @@ A flow is an invertible map ``x = T(z)`` pushing a base density ``ρ`` forward; 
 
     λ(x) = ρ(T⁻¹(x)) |det J_{T⁻¹}(x)|
 
-(eq. 5 of Grenioux, Moulines & Gabrié). :class:`RealNVP` stacks affine coupling layers whose scale and shift
-networks have a zero output layer, so a freshly built flow is exactly ``T = Id`` and ``λ = ρ``: the
-initialisation flowMC-EBM needs, where the flow starts equal to the tilted EBM ``e^{-E_{θ0}} ρ`` with
-``E_{θ0} ≡ 0``. :func:`flow_ml_step` fits a flow to samples by maximum likelihood.
+(eq. 5 of Grenioux, Moulines & Gabrié). :class:`~ebmlib.flows.RealNVP` stacks affine coupling layers whose scale and
+shift networks have a zero output layer, so a freshly built flow is exactly ``T = Id`` and ``λ = ρ``: the
+initialisation flowMC-EBM needs, where the flow starts equal to the tilted EBM ``e^{-E_{θ0}} ρ`` with ``E_{θ0} ≡
+0``. :func:`~ebmlib.flows.flow_ml_step` fits a flow to samples by maximum likelihood.
 """
 
 from __future__ import annotations

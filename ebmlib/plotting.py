@@ -1,7 +1,7 @@
 """Plots shared by every chapter: 2D densities, samples, training curves, image grids and graph drawings.
 
 Each function draws on an ``ax`` it is given and returns the figure, so chapters compose panels freely;
-:func:`set_style` is called once per notebook so that every chapter looks the same.
+:func:`~ebmlib.plotting.set_style` is called once per notebook so that every chapter looks the same.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ LossFn = Callable[[nn.Module, Tensor], "Tensor | tuple[Tensor, dict[str, Tensor]
 
 @dataclass
 class TrainResult:
-    """What :func:`fit` returns.
+    """What :func:`~ebmlib.train.fit` returns.
 
     Attributes
     ----------
@@ -95,7 +95,7 @@ def fit(
         ``loss_fn(model, batch)`` returning a scalar loss, or ``(loss, logs)`` with a dict of scalar
         diagnostics.
     next_batch
-        Called once per iteration for a data batch (see :func:`tensor_batches`).
+        Called once per iteration for a data batch (see :func:`~ebmlib.train.tensor_batches`).
     n_iters
         Number of optimiser steps.
     optimizer
@@ -170,7 +170,7 @@ def save_checkpoint(
 def load_checkpoint(
     path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, map_location: Any = None
 ) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` into ``model`` (and ``optimizer``).
+    """Load a checkpoint written by :func:`~ebmlib.train.save_checkpoint` into ``model`` (and ``optimizer``).
 
     Loads with ``weights_only=True``, so a checkpoint cannot execute code. Returns the ``extra`` values.
     """
@@ -238,11 +238,13 @@ def compare_tstr(losses: dict[str, Any], train_rows: Tensor, test_rows: Tensor, 
                  n_classes: Sequence[int], hidden: int, n_iters: int, lr: float, sample_rounds: int, n_draws: int,
                  batch_size: int = 128, step_size: float = 5e-4, model: str = "xgboost",
                  progress: bool = True) -> dict[str, dict[str, Any]]:
-    """Train a :class:`MixedEnergy` per loss on ``train_rows`` and score its samples by TSTR on ``test_rows``.
+    """Train a :class:`~ebmlib.nets.MixedEnergy` per loss on ``train_rows`` and score its samples by TSTR on
+    ``test_rows``.
 
-    Per loss (in the dict's order): an energy is trained by :func:`train_mixed` on minibatches of
+    Per loss (in the dict's order): an energy is trained by :func:`~ebmlib.train.train_mixed` on minibatches of
     ``batch_size`` training rows; then ``n_draws`` times, ``len(train_rows)`` synthetic rows are drawn by
-    ``sample_rounds`` rounds of :func:`langevin_gibbs` from :func:`mixed_noise` and scored by :func:`tstr_auc`.
+    ``sample_rounds`` rounds of :func:`~ebmlib.samplers.langevin_gibbs` from :func:`~ebmlib.losses.mixed_noise` and
+    scored by :func:`~ebmlib.metrics.tstr_auc`.
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """Device choice, seeding, input validation and time/memory measurement.
 
-Every other module of :mod:`ebmlib` validates its inputs with the ``check_*`` helpers below, so that bad
+Every other module of ``ebmlib`` validates its inputs with the ``check_*`` helpers below, so that bad
 input raises a :class:`ValueError` that names the offending argument instead of broadcasting silently or
 returning NaN.
 """
@@ -223,7 +223,7 @@ def repeat_rows(h: Tensor, n: int, name: str = "x") -> Tensor:
 # ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Measurement:
-    """Result of :func:`measure`.
+    """Result of :func:`~ebmlib.utils.measure`.
 
     Attributes
     ----------
@@ -339,7 +339,7 @@ def grid_2d(
 
 @torch.no_grad()
 def grid_log_density(energy_fn: EnergyFn, lim: float, n: int, *, batch_size: int = 65536) -> Tensor:
-    r"""Normalised log-density of ``p(x) ∝ exp(-E(x))`` on the ``n × n`` grid of :func:`grid_2d`.
+    r"""Normalised log-density of ``p(x) ∝ exp(-E(x))`` on the ``n × n`` grid of :func:`~ebmlib.utils.grid_2d`.
 
     The normaliser is the Riemann sum :math:`Z \approx \sum_k e^{-E(x_k)} \Delta` over cell centres
     :math:`x_k` with cell area :math:`\Delta`, i.e. the density is that of ``p`` restricted to the square

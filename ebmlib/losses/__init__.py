@@ -3,8 +3,9 @@ with :func:`functools.partial` or use the class form) and returns ``(scalar, log
 being the (estimated) gradient of the paper's objective, ``logs`` detached diagnostics.
 
 * :mod:`~ebmlib.losses.contrastive` — contrastive divergence and persistent CD;
-* :mod:`~ebmlib.losses.ratio_matching` — exact ratio matching, RMwGGIS, the node-set form;
-* :mod:`~ebmlib.losses.discrepancy` and :mod:`~ebmlib.losses.perturbations` — energy discrepancy and its noise;
+* :mod:`~ebmlib.losses.ratio` — exact ratio matching, RMwGGIS, the node-set form;
+* :mod:`~ebmlib.losses.discrepancy` — energy discrepancy; its noise in :mod:`~ebmlib.losses.perturbations`
+  (binary, Gaussian, node sets) and :mod:`~ebmlib.losses.heat` (categorical, mixed);
 * :mod:`~ebmlib.losses.noisefree` — the self-adversarial loss and ODE-flow maximum likelihood;
 * :mod:`~ebmlib.losses.flowmc` — flowMC-EBM, ULA-EBM and NT-EBM training steps;
 * :mod:`~ebmlib.losses.tabular` — the TabED variants and TabCD.
@@ -27,6 +28,17 @@ from ebmlib.losses.flowmc import (
     FLOW_EBM_METHODS,
     FlowEBMLoss,
 )
+from ebmlib.losses.heat import (
+    HEAT_GRAPHS,
+    CategoricalPerturbation,
+    CyclicalPerturbation,
+    GridPerturbation,
+    HeatPerturbation,
+    MixedPerturbation,
+    OrdinalPerturbation,
+    UniformPerturbation,
+    heat_kernel,
+)
 from ebmlib.losses.noisefree import (
     DYNAMICS,
     FlowMaximumLikelihood,
@@ -35,24 +47,17 @@ from ebmlib.losses.noisefree import (
     self_adversarial_loss,
 )
 from ebmlib.losses.perturbations import (
-    HEAT_GRAPHS,
     MAX_STATES,
     BernoulliPerturbation,
     BinaryPerturbation,
     BitFlipPerturbation,
-    CategoricalPerturbation,
-    CyclicalPerturbation,
     GaussianPerturbation,
-    GridPerturbation,
-    HeatPerturbation,
-    MixedPerturbation,
     NodeSetPerturbation,
-    OrdinalPerturbation,
     Perturbation,
-    UniformPerturbation,
-    heat_kernel,
+    enumerate_states,
+    product_matrix,
 )
-from ebmlib.losses.ratio_matching import (
+from ebmlib.losses.ratio import (
     RM_ESTIMATORS,
     RM_PROPOSALS,
     ratio_matching,
@@ -83,11 +88,15 @@ __all__ = [
     "EnergyDiscrepancy",
     "exact_energy_discrepancy",
     "MAX_STATES",
-    "HEAT_GRAPHS",
     "Perturbation",
+    "enumerate_states",
+    "product_matrix",
     "BinaryPerturbation",
     "BernoulliPerturbation",
     "BitFlipPerturbation",
+    "GaussianPerturbation",
+    "NodeSetPerturbation",
+    "HEAT_GRAPHS",
     "CategoricalPerturbation",
     "heat_kernel",
     "HeatPerturbation",
@@ -95,9 +104,7 @@ __all__ = [
     "CyclicalPerturbation",
     "OrdinalPerturbation",
     "GridPerturbation",
-    "GaussianPerturbation",
     "MixedPerturbation",
-    "NodeSetPerturbation",
     "DYNAMICS",
     "frozen",
     "self_adversarial_loss",

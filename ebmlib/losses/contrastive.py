@@ -69,7 +69,7 @@ class PersistentContrastiveDivergence:
 
     Each call draws chain states from ``buffer`` (a fraction re-initialised, Du & Mordatch 2019), moves them
     with ``sampler`` under the current energy, writes them back, and returns
-    :func:`contrastive_divergence` of the batch against these negatives.
+    :func:`~ebmlib.losses.contrastive_divergence` of the batch against these negatives.
 
     Parameters
     ----------
@@ -78,7 +78,7 @@ class PersistentContrastiveDivergence:
     sampler
         ``sampler(energy_fn, x) -> x_new``, e.g. ``partial(langevin, n_steps=20, step_size=0.1)``.
     l2_reg
-        Energy-magnitude regulariser passed to :func:`contrastive_divergence`.
+        Energy-magnitude regulariser passed to :func:`~ebmlib.losses.contrastive_divergence`.
     n_negatives
         Negatives per step; defaults to the data batch size.
 

@@ -8,13 +8,13 @@ minimise (Schröder et al. 2024, the authors' code)::
 
 with the stabilising offset ``w`` (``w = 0``: plain log-sum-exp). This equals the paper's
 ``log(w/M + (1/M) Σ_j exp(...))`` plus the constant ``log M``. As ``M → ∞`` (``w = 0``) it tends to
-``log M +`` the population ED functional (:func:`exact_energy_discrepancy`)::
+``log M +`` the population ED functional (:func:`~ebmlib.losses.exact_energy_discrepancy`)::
 
     ED_q(p, E) = E_{x~p}[ E(x) ] + E_{x~p} E_{y~q(·|x)} [ log Σ_{x'} q(y|x') e^{-E(x')} ],
 
 which the data distribution minimises (up to a constant energy) when ``q`` is symmetric. The perturbations
 ``q`` are in :mod:`ebmlib.losses.perturbations`; any object with a ``contrast(x, n)`` method
-(:class:`PerturbationKernel`) works.
+(:class:`~ebmlib.losses.PerturbationKernel`) works.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def discrepancy_from_energies(e_pos: Tensor, e_neg: Tensor, *, w: float = 1.0, r
 
 
 def check_perturbation(perturbation: object) -> None:
-    """Raise ``ValueError`` unless ``perturbation`` has a ``contrast`` method (:class:`PerturbationKernel`)."""
+    """Raise ``ValueError`` unless ``perturbation`` has a ``contrast`` method
+    (:class:`~ebmlib.losses.PerturbationKernel`)."""
     if not isinstance(perturbation, PerturbationKernel):
         raise ValueError(f"perturbation must have a contrast(x, n) method, got {type(perturbation).__name__}")
 
@@ -99,13 +100,13 @@ def energy_discrepancy(
     x
         Data, shape ``(B, D)``, in the format ``perturbation`` expects.
     perturbation
-        Draws the negatives, :meth:`PerturbationKernel.contrast`.
+        Draws the negatives, :meth:`~ebmlib.losses.PerturbationKernel.contrast`.
     n_negatives
         ``M >= 1`` (paper: 32).
     w
         Offset ``w >= 0`` (paper: 1).
     reduction
-        ``"mean"`` or ``"none"``, as in :func:`discrepancy_from_energies`.
+        ``"mean"`` or ``"none"``, as in :func:`~ebmlib.losses.discrepancy_from_energies`.
 
     Returns
     -------
@@ -124,7 +125,8 @@ def energy_discrepancy(
 
 
 class EnergyDiscrepancy:
-    """:func:`energy_discrepancy` with bound settings: ``loss_fn(model, batch)`` for :func:`~ebmlib.train.fit`."""
+    """:func:`~ebmlib.losses.energy_discrepancy` with bound settings: ``loss_fn(model, batch)`` for
+    :func:`~ebmlib.train.fit`."""
 
     def __init__(self, perturbation: PerturbationKernel, *, n_negatives: int = 32, w: float = 1.0) -> None:
         check_perturbation(perturbation)
@@ -148,7 +150,7 @@ def exact_energy_discrepancy(energies: Tensor, data_probs: Tensor, transition: T
     data_probs
         ``p(x)``, shape ``(S,)``, summing to one.
     transition
-        ``Q``, shape ``(S, S)``, rows summing to one (e.g. :meth:`ebmlib.losses.Perturbation.transition_matrix`).
+        ``Q``, shape ``(S, S)``, rows summing to one (e.g. :meth:`~ebmlib.losses.Perturbation.transition_matrix`).
     """
     check_tensor(energies, "energies", ndim=1, floating=True)
     n = energies.shape[0]

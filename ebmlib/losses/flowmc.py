@@ -15,7 +15,7 @@ from ebmlib.samplers.flow import FlowProposal, TransportMap, check_flow, flowmc,
 from ebmlib.utils import EnergyFn, check_int, check_positive, check_tensor
 
 FLOW_EBM_METHODS = ("flowmc", "ula", "nt")
-"""Negative samplers of :class:`FlowEBMLoss`: flowMC-EBM, ULA-EBM and NT-EBM."""
+"""Negative samplers of :class:`~ebmlib.losses.FlowEBMLoss`: flowMC-EBM, ULA-EBM and NT-EBM."""
 
 
 class FlowEBMLoss:
@@ -25,8 +25,9 @@ class FlowEBMLoss:
 
     1. draws ``n_chains`` chain states: for ``"flowmc"`` and ``"ula"`` uniformly from the persistent pool
        (without re-initialisation); for ``"nt"`` fresh latent states ``z ~ ρ``;
-    2. moves them: :func:`flowmc` (global i-SIR + local MALA), :func:`~ebmlib.samplers.langevin` (ULA), or
-       :func:`latent_mala`; writes the final states back to the pool;
+    2. moves them: :func:`~ebmlib.samplers.flowmc` (global i-SIR + local MALA),
+       :func:`~ebmlib.samplers.langevin` (ULA), or :func:`~ebmlib.samplers.latent_mala`; writes the final
+       states back to the pool;
     3. takes as negatives ``x⁻`` the states at ``record_steps`` (flowMC) or the final states;
     4. fits the flow by ``flow_steps`` maximum-likelihood steps on ``x⁻`` (``"flowmc"`` and ``"nt"``; the paper
        takes one);
@@ -44,7 +45,7 @@ class FlowEBMLoss:
     Parameters
     ----------
     method
-        One of :data:`FLOW_EBM_METHODS`.
+        One of :data:`~ebmlib.losses.FLOW_EBM_METHODS`.
     pool
         Initial persistent states ``(P, d)`` (ignored by ``"nt"`` but kept for its shape).
     n_chains
@@ -57,7 +58,7 @@ class FlowEBMLoss:
     flow, flow_optimizer
         The companion flow and its optimiser (required except for ``"ula"``).
     n_local, n_particles, record_steps
-        flowMC settings, see :func:`flowmc`.
+        flowMC settings, see :func:`~ebmlib.samplers.flowmc`.
     target_accept
         MALA acceptance target (``None``: fixed step size).
     flow_steps

@@ -13,7 +13,7 @@ from ebmlib.samplers.ode import euler_sample, flow_log_prob, noisy_sample, ode_s
 from ebmlib.utils import EnergyFn, check_energy_output, check_positive, check_tensor
 
 DYNAMICS = ("ode", "euler", "noisy")
-"""Samplers accepted by :class:`SelfAdversarialLoss`."""
+"""Samplers accepted by :class:`~ebmlib.losses.SelfAdversarialLoss`."""
 
 
 def frozen(energy: nn.Module) -> Callable[[Tensor], Tensor]:
@@ -50,7 +50,7 @@ def self_adversarial_loss(
         Data, shape ``(B, *event)``.
     x_k
         Generated samples, shape ``(B', *event)``; for the generator term they must carry the graph of the
-        unrolled dynamics (:func:`euler_sample` with ``create_graph=True``).
+        unrolled dynamics (:func:`~ebmlib.samplers.euler_sample` with ``create_graph=True``).
     generator
         Add the generator term; without it this is the plain EBM loss.
     generator_weight
@@ -91,20 +91,20 @@ class SelfAdversarialLoss:
     the generator term of eq. 12; a ``loss_fn(model, batch)`` for :func:`ebmlib.train.fit`.
 
     Each call draws fresh ``x_0 ~ N(0, I)`` (no replay buffer: the sampler is a generator with a fixed
-    prior, paper §5), runs the dynamics and returns :func:`self_adversarial_loss`.
+    prior, paper §5), runs the dynamics and returns :func:`~ebmlib.losses.self_adversarial_loss`.
 
     Parameters
     ----------
     dynamics
-        ``"ode"`` (:func:`ode_sample`, keywords ``T, rtol, atol, method``), ``"euler"``
-        (:func:`euler_sample`, ``n_steps, step_size``) or ``"noisy"`` (:func:`noisy_sample`,
-        ``n_steps, step_size, noise_scale``).
+        ``"ode"`` (:func:`~ebmlib.samplers.ode_sample`, keywords ``T, rtol, atol, method``), ``"euler"``
+        (:func:`~ebmlib.samplers.euler_sample`, ``n_steps, step_size``) or ``"noisy"``
+        (:func:`~ebmlib.samplers.noisy_sample`, ``n_steps, step_size, noise_scale``).
     generator
         Add the generator term (Euler dynamics only: it differentiates through the unrolled steps).
     generator_weight
         Its weight :math:`\\lambda` (the paper: 1).
     l2_reg
-        Energy-magnitude regulariser of :func:`self_adversarial_loss` (0: the paper's loss).
+        Energy-magnitude regulariser of :func:`~ebmlib.losses.self_adversarial_loss` (0: the paper's loss).
     **sampler_kwargs
         Passed to the sampler.
     """
@@ -149,7 +149,7 @@ class FlowMaximumLikelihood:
     Parameters
     ----------
     **ode_kwargs
-        ``T, rtol, atol, method, trace`` for :func:`flow_log_prob`.
+        ``T, rtol, atol, method, trace`` for :func:`~ebmlib.samplers.flow_log_prob`.
     """
 
     def __init__(self, **ode_kwargs: float | str) -> None:

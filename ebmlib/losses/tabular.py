@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ebmlib.losses.contrastive import PersistentContrastiveDivergence
 from ebmlib.losses.discrepancy import EnergyDiscrepancy
-from ebmlib.losses.perturbations import (
+from ebmlib.losses.heat import (
     CyclicalPerturbation,
     GridPerturbation,
     HeatPerturbation,
@@ -41,7 +41,7 @@ def tabular_losses(n_numeric: int, n_classes: Sequence[int], ordinal: Sequence[b
     Gaussian with ``σ = 0.05`` (Uni, Grid) or ``0.1`` (Cyc, Ord, Str), as in the authors' code. Uni keeps a
     column with probability 0.1, Cyc and Ord use the heat kernel at ``t = 0.005 K²`` and ``0.01 K²``, and
     **Str** (structure-chosen) uses the ordinal kernel (``t = 0.01 K²``) for columns flagged in ``ordinal``
-    and the uniform one (keep 0.1) for the others. TabCD is :func:`tabcd_loss`.
+    and the uniform one (keep 0.1) for the others. TabCD is :func:`~ebmlib.losses.tabcd_loss`.
     """
     n_classes = tuple(n_classes)
     flags = [bool(o) for o in ordinal]
@@ -65,10 +65,10 @@ def tabcd_loss(n_numeric: int, n_classes: Sequence[int], *, cd_rounds: int,
                device: torch.device | str | None = None) -> PersistentContrastiveDivergence:
     """TabCD: persistent CD for mixed rows, the paper's MCMC baseline.
 
-    A replay buffer of 10 000 rows started from :func:`mixed_noise` (never reinitialised), ``cd_rounds``
-    rounds of :func:`~ebmlib.samplers.langevin_gibbs` (``h = 2.5·10⁻⁴``, the authors' ``s = 5·10⁻⁴``) per
-    update and an L2 penalty 0.3 on the energies.
-    Building it draws the buffer's starting rows from the global torch generator.
+    A replay buffer of 10 000 rows started from :func:`~ebmlib.losses.mixed_noise` (never reinitialised),
+    ``cd_rounds`` rounds of :func:`~ebmlib.samplers.langevin_gibbs` (``h = 2.5·10⁻⁴``, the authors' ``s = 5·10⁻⁴``)
+    per update and an L2 penalty 0.3 on the energies. Building it draws the buffer's starting rows from the global
+    torch generator.
     """
     n_classes = tuple(n_classes)
     check_int(cd_rounds, "cd_rounds", minimum=1)

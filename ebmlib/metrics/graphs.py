@@ -93,7 +93,8 @@ def orbit_counts(graph: nx.Graph) -> np.ndarray:
 
 
 def orbit_statistic(graph: nx.Graph) -> np.ndarray:
-    """GraphRNN's orbit feature of one graph: :func:`orbit_counts` averaged over nodes, shape ``(15,)``."""
+    """GraphRNN's orbit feature of one graph: :func:`~ebmlib.metrics.orbit_counts` averaged over nodes, shape
+    ``(15,)``."""
     counts = orbit_counts(graph)
     if counts.shape[0] == 0:
         raise ValueError("graph has no nodes")
@@ -140,12 +141,12 @@ def graph_mmd(
     Each graph becomes one feature vector and ``MMD² = mean k(g, g') + mean k(r, r') - 2 mean k(g, r)`` over
     all pairs, diagonal included (GraphRNN's estimator, so ``MMD²(S, S) = 0``; ``sqrt`` is not taken):
 
-    - ``"degree"``: :func:`degree_histogram` normalised to a pmf, zero-padded to a common length; Gaussian-EMD
-      kernel ``exp(-EMD² / 2σ²)``, EMD in degree units, ``σ = 1``.
-    - ``"clustering"``: :func:`clustering_histogram` (100 bins) normalised; Gaussian-EMD kernel, EMD in
+    - ``"degree"``: :func:`~ebmlib.metrics.degree_histogram` normalised to a pmf, zero-padded to a common length;
+      Gaussian-EMD kernel ``exp(-EMD² / 2σ²)``, EMD in degree units, ``σ = 1``.
+    - ``"clustering"``: :func:`~ebmlib.metrics.clustering_histogram` (100 bins) normalised; Gaussian-EMD kernel, EMD in
       clustering-coefficient units (bin width 0.01), ``σ = 0.1``.
-    - ``"orbit"``: :func:`orbit_statistic` (mean orbit counts per node, not normalised); Gaussian kernel on
-      the Euclidean distance, ``σ = 30``.
+    - ``"orbit"``: :func:`~ebmlib.metrics.orbit_statistic` (mean orbit counts per node, not normalised); Gaussian
+      kernel on the Euclidean distance, ``σ = 30``.
 
     These are the kernels and bandwidths of GraphRNN's evaluation code, which GNF and the RMwGGIS paper
     reuse. ``sigma`` overrides the bandwidth. Graphs must be non-empty.

@@ -1,6 +1,6 @@
 """Estimates of the log-partition function ``log Z = log Σ_x e^{-E(x)}`` on discrete spaces: importance
 sampling with a kernel-density proposal and annealed importance sampling (AIS). The exact log-density of the
-noise-free ODE generator is :func:`ebmlib.samplers.flow_log_prob`."""
+noise-free ODE generator is :func:`~ebmlib.samplers.flow_log_prob`."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def importance_log_partition(energy_fn: Callable[[Tensor], Tensor], samples: Ten
 
 
 class CodeKernelDensity:
-    """Kernel density on codes ``{0..K-1}^d`` around reference points: a proposal for :func:`importance_log_partition`.
+    """Kernel density on codes ``{0..K-1}^d`` around reference points: a proposal for
+    :func:`~ebmlib.metrics.importance_log_partition`.
 
     ``q(x) = (1/N) Σ_n Π_j κ(x_j | c_nj)`` with ``κ(a | b) = 1 - ε`` if ``a = b`` else ``ε / (K - 1)``: pick a
     reference point, then replace each digit by a uniformly drawn other value with probability ``ε``. With

@@ -25,7 +25,7 @@ def predict_energy(energy_fn: EnergyFn, x: Tensor, block_sizes: Sequence[int], *
     x
         ``(B, D)``.
     block_sizes
-        ``(K_1, ..., K_A)``; at most :data:`MAX_CONFIGURATIONS` configurations.
+        ``(K_1, ..., K_A)``; at most :data:`~ebmlib.data.MAX_CONFIGURATIONS` configurations.
     max_rows
         Energy evaluations per forward pass.
 

@@ -51,7 +51,7 @@ def linear_hamming_kernel(a: Tensor, b: Tensor) -> Tensor:
 
     ``k`` is the inner product of the features ``φ(x) = (x, 1 - x)``, so its MMD² is
     ``‖E_P φ - E_Q φ‖² = 2 Σ_k (P(x_k = 1) - Q(x_k = 1))²``: it only compares one-bit marginals.
-    Shapes as in :func:`hamming_distance`.
+    Shapes as in :func:`~ebmlib.metrics.hamming_distance`.
     """
     distance = hamming_distance(a, b)
     return a.shape[1] - distance
@@ -61,7 +61,7 @@ def exp_hamming_kernel(a: Tensor, b: Tensor, bandwidth: float = 0.1) -> Tensor:
     """``k(a, b) = exp(-bandwidth · H(a, b))``, the kernel of the energy-discrepancy and EB-GFN papers.
 
     A product of strictly positive definite one-bit kernels, so its MMD² vanishes only for ``P = Q``.
-    Shapes as in :func:`hamming_distance`.
+    Shapes as in :func:`~ebmlib.metrics.hamming_distance`.
     """
     bandwidth = check_positive(bandwidth, "bandwidth")
     return torch.exp(-bandwidth * hamming_distance(a, b))
@@ -96,7 +96,7 @@ def mmd2(x: Tensor, y: Tensor, kernel: Kernel, *, unbiased: bool = True, chunk_s
     x, y
         Samples, shapes ``(n, d)`` and ``(m, d)``; ``n, m ≥ 2`` for the unbiased estimator.
     kernel
-        E.g. :func:`linear_hamming_kernel`; see :data:`Kernel`.
+        E.g. :func:`~ebmlib.metrics.linear_hamming_kernel`; see :data:`~ebmlib.metrics.Kernel`.
     unbiased
         Exclude the diagonal terms.
     chunk_size
@@ -119,10 +119,10 @@ def mmd2(x: Tensor, y: Tensor, kernel: Kernel, *, unbiased: bool = True, chunk_s
 def mmd_hamming(
     x: Tensor, y: Tensor, kernel: str = "linear", bandwidth: float = 0.1, *, unbiased: bool = True
 ) -> Tensor:
-    """:func:`mmd2` of binary samples ``(n, d)`` and ``(m, d)`` with a Hamming kernel.
+    """:func:`~ebmlib.metrics.mmd2` of binary samples ``(n, d)`` and ``(m, d)`` with a Hamming kernel.
 
-    ``kernel="linear"`` uses :func:`linear_hamming_kernel` (RMwGGIS), ``"exp"`` uses
-    :func:`exp_hamming_kernel` with ``bandwidth`` (ignored by ``"linear"``).
+    ``kernel="linear"`` uses :func:`~ebmlib.metrics.linear_hamming_kernel` (RMwGGIS), ``"exp"`` uses
+    :func:`~ebmlib.metrics.exp_hamming_kernel` with ``bandwidth`` (ignored by ``"linear"``).
     """
     _check_pair(x, y, "x y", binary=True)
     if kernel == "linear":
@@ -139,7 +139,7 @@ def empirical_distribution(states: Tensor, d: int) -> Tensor:
 
     ``states`` are ``N ≥ 1`` binary samples of shape ``(N, d)``, ``1 ≤ d ≤ 20``. Entry ``k`` is the state
     that spells ``k`` with the first column as the most significant bit (``(1, 0, 0)`` is entry 4), as in
-    :func:`ebmlib.data.all_binary_states`.
+    :func:`~ebmlib.data.all_binary_states`.
     """
     weights = bit_weights(d, states.device if isinstance(states, Tensor) else None)
     check_tensor(states, "states", ndim=2)
@@ -193,7 +193,7 @@ def mode_weights(x: Tensor, centres: Tensor, *, weights: Tensor | None = None) -
     x
         Points, shape ``(N, d)``.
     centres
-        Mode centres, shape ``(K, d)``, e.g. :func:`ebmlib.data.toy_mode_centres`.
+        Mode centres, shape ``(K, d)``, e.g. :func:`~ebmlib.data.toy_mode_centres`.
     weights
         Optional non-negative point weights ``(N,)`` (e.g. grid-cell probabilities, giving the exact mass
         of each mode's cell); default equal weights (the share of samples per mode).
@@ -229,7 +229,7 @@ def log_rmse(estimate: Tensor, target: Tensor) -> Tensor:
 def mode_weight_mse(estimate: Tensor, target: Tensor) -> Tensor:
     r"""Mean squared error of mode weights, :math:`\frac1K \sum_k (\hat w_k - w_k)^2` (Grenioux et al., Table 3).
 
-    Both are weight vectors ``(K,)`` as returned by :func:`mode_weights`.
+    Both are weight vectors ``(K,)`` as returned by :func:`~ebmlib.metrics.mode_weights`.
     """
     check_tensor(estimate, "estimate", ndim=1, floating=True)
     check_tensor(target, "target", shape=tuple(estimate.shape), floating=True)

@@ -14,7 +14,7 @@ class IsingEnergy(nn.Module):
     r"""Pairwise binary energy :math:`E(x) = -(s^\top \hat J s + b^\top s)`, :math:`s = 2x - 1`, with learnable
     :math:`\hat J` and :math:`b`.
 
-    The model family of :class:`ebmlib.data.IsingLattice` with free couplings, as learned in the Ising
+    The model family of :class:`~ebmlib.data.IsingLattice` with free couplings, as learned in the Ising
     experiments of Gibbs-with-Gradients and RMwGGIS. :attr:`coupling` is the symmetric, zero-diagonal matrix
     :math:`\hat J = (W + W^\top)/2` with the diagonal removed (a diagonal term is a constant, :math:`s_i^2 = 1`).
 
@@ -47,8 +47,8 @@ class IsingEnergy(nn.Module):
 class GraphEnergy(nn.Module):
     r"""Permutation-invariant energy of undirected graphs given as adjacency bits: an R-GCN (RMwGGIS §5.2).
 
-    The input is the strict upper triangle of the adjacency matrix (:func:`ebmlib.graphs.graphs_to_bits`),
-    turned into a dense symmetric ``A`` by :func:`ebmlib.graphs.bits_to_adjacency`, so ``E`` is
+    The input is the strict upper triangle of the adjacency matrix (:func:`~ebmlib.data.graphs_to_bits`),
+    turned into a dense symmetric ``A`` by :func:`~ebmlib.data.bits_to_adjacency`, so ``E`` is
     differentiable in the bits (Gibbs-with-Gradients, RMwGGIS). Each of ``depth`` layers is a relational graph
     convolution with the two relations "edge" (``A``) and "non-edge" (``Ā = 1 - A - I``), in dense batched
     form,
@@ -70,7 +70,7 @@ class GraphEnergy(nn.Module):
     depth
         Number of message-passing layers (the paper: 5).
     activation
-        See :func:`make_activation`; the paper uses Swish.
+        See :func:`~ebmlib.nets.make_activation`; the paper uses Swish.
     """
 
     def __init__(self, max_nodes: int, hidden: int = 32, depth: int = 5, activation: str = "swish") -> None:

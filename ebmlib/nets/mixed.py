@@ -52,7 +52,7 @@ class JointEnergy(nn.Module):
     hidden_dims
         Hidden widths of the MLP head.
     activation
-        Of the head (:func:`ebmlib.nets.make_activation`); the paper uses ELU for toy and MNIST, SiLU for dSprites.
+        Of the head (:func:`~ebmlib.nets.make_activation`); the paper uses ELU for toy and MNIST, SiLU for dSprites.
     features
         ``h_φ``, mapping ``(B, *x_shape)`` to ``(B, feature_dim)``; ``None`` is the identity on flattened ``x``.
     feature_dim
@@ -73,7 +73,7 @@ class JointEnergy(nn.Module):
 
     @property
     def caches_features(self) -> bool:
-        """Whether :meth:`label_energy` saves work: ``h_φ`` is a network, computed once per ``x``."""
+        """Whether :meth:`~ebmlib.samplers.label_energy` saves work: ``h_φ`` is a network, computed once per ``x``."""
         return self.features is not None
 
     def _features(self, x: Tensor) -> Tensor:
@@ -92,7 +92,7 @@ class JointEnergy(nn.Module):
 
     def label_energy(self, x: Tensor) -> EnergyFn:
         """``y ↦ E(x, y)`` for fixed ``x`` (``(B, D)``), computing ``h_φ(x)`` once (no gradient to ``x``);
-        ``y`` may hold several label vectors per ``x`` (see :func:`ebmlib.samplers.label_energy`)."""
+        ``y`` may hold several label vectors per ``x`` (see :func:`~ebmlib.samplers.label_energy`)."""
         with torch.no_grad():
             h = self._features(x)
         return lambda y: self._head(repeat_rows(h, y.shape[0], "y"), y)

@@ -57,7 +57,7 @@ class MLP(nn.Module):
     hidden_dims
         Widths of the hidden layers (may be empty: a linear map).
     activation
-        Name accepted by :func:`make_activation`; each hidden layer gets its own instance (so a learnable
+        Name accepted by :func:`~ebmlib.nets.make_activation`; each hidden layer gets its own instance (so a learnable
         Swish has one β per layer).
     """
 
@@ -93,7 +93,7 @@ class MLPEnergy(nn.Module):
     depth
         Number of hidden layers.
     activation
-        See :func:`make_activation`. The default Swish with learnable β follows the RMwGGIS and
+        See :func:`~ebmlib.nets.make_activation`. The default Swish with learnable β follows the RMwGGIS and
         Gibbs-with-Gradients papers' toy experiments.
     """
 
@@ -122,7 +122,7 @@ def toy_energy_net(dim: int, hidden_dims: Sequence[int] = (32, 64, 64, 64)) -> M
     """The MLP energy of the paper's toy experiments (Nijkamp et al., 2020: ``d→32→64→64→64→1``, LeakyReLU).
 
     The output layer is zero, so ``E_{θ0} ≡ 0`` as flowMC-EBM's initialisation requires. The MLP maps
-    ``(B, d)`` to ``(B, 1)``; :class:`TiltedEnergy` squeezes it to ``(B,)``.
+    ``(B, d)`` to ``(B, 1)``; :class:`~ebmlib.nets.TiltedEnergy` squeezes it to ``(B,)``.
     """
     net = MLP(dim, 1, hidden_dims, activation="leaky_relu")
     nn.init.zeros_(net.net[-1].weight)

@@ -2,15 +2,17 @@
 
 An energy ``E`` maps ``(B, *event)`` to ``(B,)`` and a sampler moves ``B`` chains (one per row) towards
 ``p ∝ exp(-E)``; everything is batched over chains, follows the device and dtype of its input, and checks
-finiteness once per call (:func:`all_finite` accumulates on the device).
+finiteness once per call (:func:`~ebmlib.samplers.all_finite` accumulates on the device).
 
 **Step size.** Every gradient-based sampler here discretises the Langevin diffusion
 ``dx = -∇E(x) dt + √2 dW`` (or, without noise, the gradient flow ``dx = -∇E(x) dt``), and ``step_size`` is
-always its time step ``h``: one step moves ``x`` by ``-h ∇E(x)`` plus, where there is noise, ``√(2h) ξ``
-(:func:`langevin`, :func:`mala`, :func:`flowmc`, :func:`latent_mala`, :func:`mwg_joint`,
-:func:`langevin_gibbs`, :func:`euler_sample`, :func:`noisy_sample`, and the fixed-grid solvers of
-:func:`ode_sample`). Papers write the same step differently: Kelly & Grathwohl's ``ε`` is ``√(2h)``, Xiao et
-al.'s ``η`` is ``2h``, the energy-discrepancy code's ``s`` is ``2h``; each chapter converts its paper's value.
+always its time step ``h``: one step moves ``x`` by ``-h ∇E(x)`` plus, where there is noise, ``√(2h) ξ``.
+This holds for :func:`~ebmlib.samplers.langevin`, :func:`~ebmlib.samplers.mala`,
+:func:`~ebmlib.samplers.flowmc`, :func:`~ebmlib.samplers.latent_mala`, :func:`~ebmlib.samplers.mwg_joint`,
+:func:`~ebmlib.samplers.langevin_gibbs`, :func:`~ebmlib.samplers.euler_sample`,
+:func:`~ebmlib.samplers.noisy_sample` and the fixed-grid solvers of :func:`~ebmlib.samplers.ode_sample`.
+Papers write the same step differently: Kelly & Grathwohl's ``ε`` is ``√(2h)``, Xiao et al.'s ``η`` is
+``2h``, the energy-discrepancy code's ``s`` is ``2h``; each chapter converts its paper's value.
 
 * :mod:`~ebmlib.samplers.core` — Metropolis–Hastings acceptance, categorical draws, bit flips, clamping;
 * :mod:`~ebmlib.samplers.discrete` — Gibbs and Gibbs-with-Gradients for binary states;

@@ -29,7 +29,7 @@ def categorical_log_proposal(
     y, grad
         One-hot states and ``∇_y E``, shapes ``(B, K)``.
     index
-        Block of each column, ``(K,)`` (:func:`block_index`).
+        Block of each column, ``(K,)`` (:func:`~ebmlib.data.block_index`).
     free
         ``(B, K)`` mask of columns in blocks that may change.
     temperature
@@ -99,9 +99,9 @@ def gwg_categorical(
 ) -> tuple[Tensor, Tensor]:
     """Gibbs-with-Gradients for concatenated one-hot blocks, one attribute changed per step.
 
-    Each step draws a move ``(a, k) ~ q(· | y)`` from :func:`categorical_log_proposal`, sets attribute ``a``
-    to class ``k``, and accepts with probability ``min(1, exp(E(y) - E(y')) q(a, k_old | y') / q(a, k | y))``,
-    which leaves ``p(y) ∝ exp(-E(y))`` invariant — restricted to the free blocks when ``clamp`` is given,
+    Each step draws a move ``(a, k) ~ q(· | y)`` from :func:`~ebmlib.samplers.categorical_log_proposal`, sets
+    attribute ``a`` to class ``k``, and accepts with probability ``min(1, exp(E(y) - E(y')) q(a, k_old | y') / q(a,
+    k | y))``, which leaves ``p(y) ∝ exp(-E(y))`` invariant — restricted to the free blocks when ``clamp`` is given,
     whose clamped blocks never change.
 
     Parameters

@@ -2,8 +2,9 @@
 
 Both discretise the Langevin diffusion :math:`dx = -\\nabla_x E(x)\\,dt + \\sqrt 2\\,dW` with time step
 ``step_size`` :math:`= h` (see :mod:`ebmlib.samplers`): one step is
-:math:`x' = x - h \\nabla_x E(x) + \\sqrt{2h}\\,\\xi`. The kernels :func:`langevin_update` and
-:func:`mala_step` are the method in a few lines; :func:`langevin` and :func:`mala` run them on ``B`` chains.
+:math:`x' = x - h \\nabla_x E(x) + \\sqrt{2h}\\,\\xi`. The kernels :func:`~ebmlib.samplers.langevin_update` and
+:func:`~ebmlib.samplers.mala_step` are the method in a few lines; :func:`~ebmlib.samplers.langevin` and
+:func:`~ebmlib.samplers.mala` run them on ``B`` chains.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def langevin(
 # ---------------------------------------------------------------------------------------------------------
 @dataclass
 class MALAResult:
-    """What :func:`mala` returns: final states ``(B, d)``, the (adapted) step size, and the fraction of
+    """What :func:`~ebmlib.samplers.mala` returns: final states ``(B, d)``, the (adapted) step size, and the fraction of
     accepted proposals per chain ``(B,)``."""
 
     x: Tensor
@@ -126,7 +127,7 @@ class MALAResult:
 
 
 def check_adaptation(target_accept: float | None, adapt_factor: float, tolerance: float) -> None:
-    """Validate the step-size adaptation settings of :func:`adapt_step_size`; raise ``ValueError``."""
+    """Validate the step-size adaptation settings of :func:`~ebmlib.samplers.adapt_step_size`; raise ``ValueError``."""
     if target_accept is not None:
         check_probability(target_accept, "target_accept")
     if check_positive(adapt_factor, "adapt_factor") <= 1:
@@ -183,10 +184,11 @@ def adapt_step_size(step_size: Tensor, accepted: Tensor, target_accept: float, a
 def mala(energy_fn: EnergyFn, x: Tensor, *, n_steps: int, step_size: float, target_accept: float | None = None,
          adapt_factor: float = 1.05, tolerance: float = 0.03) -> MALAResult:
     r"""Metropolis-adjusted Langevin algorithm on ``B`` chains targeting :math:`\pi \propto e^{-E}`
-    (Grenioux et al., Alg. 4): ``n_steps`` of :func:`mala_step`. With a fixed step size it leaves
+    (Grenioux et al., Alg. 4): ``n_steps`` of :func:`~ebmlib.samplers.mala_step`. With a fixed step size it leaves
     :math:`\pi` invariant.
 
-    With ``target_accept`` the shared step size is adapted after every step by :func:`adapt_step_size` (target
+    With ``target_accept`` the shared step size is adapted after every step by
+    :func:`~ebmlib.samplers.adapt_step_size` (target
     0.75 in the paper). Adaptation makes the chain inhomogeneous; use it during training, not for exact
     invariance.
 

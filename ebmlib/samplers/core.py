@@ -1,8 +1,9 @@
 """The pieces every sampler is built from: Metropolis–Hastings acceptance, categorical draws, bit flips and
 their gradient-informed proposal, per-chain selection, deferred finiteness checks and argument checks.
 
-Finiteness is accumulated as a 0-dim boolean tensor on the device (:func:`all_finite`) and read once at the
-end of a sampler (:func:`raise_unless_finite`): checking every step would synchronise host and device.
+Finiteness is accumulated as a 0-dim boolean tensor on the device (:func:`~ebmlib.samplers.all_finite`) and read
+once at the end of a sampler (:func:`~ebmlib.samplers.raise_unless_finite`): checking every step would synchronise
+host and device.
 """
 
 from __future__ import annotations
@@ -100,11 +101,13 @@ def all_finite(*tensors: Tensor) -> Tensor:
 
 
 def raise_unless_finite(finite: Tensor) -> None:
+    """Raise ``ValueError`` if the 0-dim flag of :func:`~ebmlib.samplers.all_finite` is false (one host sync)."""
     if not finite:
         raise ValueError("energy_fn returned NaN or infinite values or gradients")
 
 
 def check_binary_states(x: Tensor) -> Tensor:
+    """Check that ``x`` is a floating ``(B, d)`` tensor of 0/1 values (one host synchronisation)."""
     check_tensor(x, "x", ndim=2, floating=True)
     return check_binary(x, "x")
 
@@ -114,12 +117,14 @@ def _is_real(value: object) -> bool:
 
 
 def check_noise_scale(value: object) -> float:
+    """Return ``value`` as a float if it is a finite number ``>= 0``; raise ``ValueError`` naming ``noise_scale``."""
     if not _is_real(value) or not 0 <= value < float("inf"):
         raise ValueError(f"noise_scale must be a finite number >= 0, got {value!r}")
     return float(value)
 
 
 def check_clamp(clamp: object, name: str = "clamp") -> tuple[float, float]:
+    """Return ``clamp`` as ``(lo, hi)`` floats with ``lo < hi``; raise ``ValueError`` naming ``name``."""
     valid = isinstance(clamp, (tuple, list)) and len(clamp) == 2 and all(_is_real(v) for v in clamp)
     if not valid or not clamp[0] < clamp[1]:
         raise ValueError(f"{name} must be a pair (lo, hi) of numbers with lo < hi, got {clamp!r}")

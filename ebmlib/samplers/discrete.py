@@ -80,7 +80,7 @@ def gibbs_random_site(energy_fn: EnergyFn, x: Tensor, n_steps: int = 1) -> Tenso
     exact conditional, ``p(x_i flips | x_{-i}) = sigmoid(E(x) - E(x^{(i)}))``, which leaves ``p ∝ exp(-E)``
     invariant. This is the "Gibbs step" counted by Gibbs-with-Gradients and RMwGGIS when they compare
     samplers at equal numbers of steps; one step costs one batched energy evaluation (plus one at the start),
-    against ``d`` for a sweep of :func:`gibbs_binary`.
+    against ``d`` for a sweep of :func:`~ebmlib.samplers.gibbs_binary`.
 
     Parameters
     ----------
@@ -117,7 +117,7 @@ def gibbs_random_site(energy_fn: EnergyFn, x: Tensor, n_steps: int = 1) -> Tenso
 def gwg_binary(energy_fn: EnergyFn, x: Tensor, n_steps: int = 1) -> tuple[Tensor, Tensor]:
     """Gibbs-with-Gradients for binary states (Grathwohl et al. 2021), one bit flip per step.
 
-    With ``log q(i | x) = log_softmax(d̃(x) / 2)_i`` from :func:`flip_log_proposal`, each step draws
+    With ``log q(i | x) = log_softmax(d̃(x) / 2)_i`` from :func:`~ebmlib.samplers.flip_log_proposal`, each step draws
     ``i ~ q(· | x)``, proposes ``x'`` = ``x`` with bit ``i`` flipped, and accepts with the Metropolis–Hastings
     probability
 
@@ -173,14 +173,14 @@ def gibbs_within_nodes(
 ) -> Tensor:
     """Systematic-scan Gibbs sampling of adjacency bits, graph ``b`` restricted to its first ``node_counts[b]`` nodes.
 
-    Samples ``p(x_in | x_out = 0) ∝ exp(-E(x))`` where ``x_in`` are the bits of :func:`node_pair_mask` and the
-    padding bits ``x_out`` stay 0: a sweep resamples every allowed bit once from its exact conditional,
-    ``p(flip) = sigmoid(E(x) - E(x^{(i)}))``, as :func:`ebmlib.samplers.gibbs_binary` does for all bits. This is
-    sampling conditioned on the number of nodes, as GraphRNN-style generators do: the energy is still defined
-    on the padded ``max_nodes`` adjacency, but no chain can grow beyond its node set into regions of the
-    padded space that training never visited. Chains are sorted by node count, so bit ``(i, j)`` is resampled
-    on a leading block of chains only (those with ``n_b > j``), and a sweep costs about ``Σ_b n_b (n_b - 1)/2``
-    single-graph energy evaluations instead of ``B · D``.
+    Samples ``p(x_in | x_out = 0) ∝ exp(-E(x))`` where ``x_in`` are the bits of :func:`~ebmlib.data.node_pair_mask`
+    and the padding bits ``x_out`` stay 0: a sweep resamples every allowed bit once from its exact conditional,
+    ``p(flip) = sigmoid(E(x) - E(x^{(i)}))``, as :func:`~ebmlib.samplers.gibbs_binary` does for all bits. This is
+    sampling conditioned on the number of nodes, as GraphRNN-style generators do: the energy is still defined on the
+    padded ``max_nodes`` adjacency, but no chain can grow beyond its node set into regions of the padded space that
+    training never visited. Chains are sorted by node count, so bit ``(i, j)`` is resampled on a leading block of
+    chains only (those with ``n_b > j``), and a sweep costs about ``Σ_b n_b (n_b - 1)/2`` single-graph energy
+    evaluations instead of ``B · D``.
 
     Parameters
     ----------
@@ -190,7 +190,7 @@ def gibbs_within_nodes(
         Initial 0/1 states, floating dtype, shape ``(B, D)``; 0 outside each chain's node set (e.g. all zeros:
         chains started from empty graphs).
     node_counts
-        Integer tensor ``(B,)`` in ``[2, max_nodes]``, on any device (see :func:`sample_node_counts`).
+        Integer tensor ``(B,)`` in ``[2, max_nodes]``, on any device (see :func:`~ebmlib.data.sample_node_counts`).
     n_sweeps
         Number of sweeps over the allowed bits.
 

@@ -1,8 +1,8 @@
 """Flow-assisted samplers (Grenioux, Moulines & Gabrié 2023): i-SIR global moves with a normalising-flow
 proposal, flowMC (i-SIR + MALA), and MALA in the flow's latent space (neural transport).
 
-The flow only needs ``sample_with_log_prob(n)`` and ``log_prob(x)`` (:class:`FlowProposal`), and for the
-latent-space sampler a forward map ``flow(z) -> (x, log|det J|)`` (:class:`TransportMap`):
+The flow only needs ``sample_with_log_prob(n)`` and ``log_prob(x)`` (:class:`~ebmlib.samplers.FlowProposal`), and
+for the latent-space sampler a forward map ``flow(z) -> (x, log|det J|)`` (:class:`~ebmlib.samplers.TransportMap`):
 :class:`ebmlib.flows.RealNVP` is one, any flow with these methods works.
 """
 
@@ -48,13 +48,15 @@ def check_flow(flow: object, x: Tensor, protocol: type = FlowProposal) -> None:
         raise ValueError(f"flow has dimension {dim} but x has shape {tuple(x.shape)}")
 
 
-def isir_step(energy_fn: EnergyFn, x: Tensor, flow: FlowProposal, n_particles: int) -> tuple[Tensor, Tensor]:
+def isir_step(energy_fn: EnergyFn, x: Tensor, flow: FlowProposal, n_particles: int, *,
+              finite: Tensor | None = None) -> tuple[Tensor, Tensor]:
     r"""One i-SIR move per chain with ``N = n_particles`` candidates (paper Alg. 6).
 
     For each chain, ``y_1 = x`` and ``y_2, …, y_N ~ λ`` (the flow); with importance weights
     :math:`w_j = \pi(y_j)/\lambda(y_j) \propto e^{-U(y_j) - \log\lambda(y_j)}`, the next state is ``y_J`` with
     ``J ~ Categorical(w / Σ w)``. This leaves ``π`` invariant for any proposal ``λ``; with ``λ = π`` all weights
-    are equal and a fresh particle is taken with probability ``(N - 1)/N``. Non-finite weights count as 0.
+    are equal and a fresh particle is taken with probability ``(N - 1)/N``. Flow particles with a non-finite
+    weight count as 0; a current state with a non-finite energy is an error, never replaced silently.
 
     Parameters
     ----------
@@ -66,23 +68,18 @@ def isir_step(energy_fn: EnergyFn, x: Tensor, flow: FlowProposal, n_particles: i
         The proposal ``λ``.
     n_particles
         ``N ≥ 2``, the current state included.
+    finite
+        ``None``: raise ``ValueError`` if a current state's energy is not finite (one host synchronisation).
+        A 0-dim boolean tensor: AND the check into it in place instead, for loops that check once per run.
 
     Returns
     -------
     x_new, accepted
         New states ``(B, d)`` and whether each chain moved to a flow particle (``J ≠ 1``), ``(B,)`` bool.
     """
-    check_tensor(x, "x", ndim=2, floating=True)
+    check_tensor(x, "x", ndim=2, floating=True, finite=finite is None)
     check_flow(flow, x)
     n = check_int(n_particles, "n_particles", minimum=2)
-    x_new, moved, finite = _isir_move(energy_fn, x, flow, n)
-    raise_unless_finite(finite)
-    return x_new, moved
-
-
-def _isir_move(energy_fn: EnergyFn, x: Tensor, flow: FlowProposal, n: int) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`isir_step` without validation; also returns whether the current states' energies were finite
-    (a 0-dim device tensor, so that :func:`flowmc` checks once per run)."""
     batch, dim = x.shape
     with torch.no_grad():
         y, log_lambda_y = flow.sample_with_log_prob(batch * (n - 1))
@@ -92,22 +89,25 @@ def _isir_move(energy_fn: EnergyFn, x: Tensor, flow: FlowProposal, n: int) -> tu
         y, log_lambda_y = y.to(x), log_lambda_y.to(x)
         log_w_y = -check_energy_output(energy_fn(y), y.shape[0], "energy_fn", finite=False) - log_lambda_y
         energy_x = check_energy_output(energy_fn(x), batch, "energy_fn", finite=False)
-        log_w_x = -energy_x - flow.log_prob(x).to(x)
-        log_w = torch.cat([log_w_x[:, None], log_w_y.view(batch, n - 1)], dim=1)
-        # Flow particles with a non-finite weight count as 0; a current state without a finite energy is an
-        # error that the caller raises, never silently replaced by a flow particle.
+        log_w = torch.cat([(-energy_x - flow.log_prob(x).to(x))[:, None], log_w_y.view(batch, n - 1)], dim=1)
         log_w = torch.where(torch.isfinite(log_w), log_w, -torch.inf)
+        # A row without any finite weight keeps its state (a uniform draw over the row would be arbitrary).
         dead = ~torch.isfinite(log_w).any(dim=1, keepdim=True)
         log_w = torch.where(dead, torch.where(torch.arange(n, device=x.device) == 0, 0.0, -torch.inf), log_w)
         index = sample_categorical(log_w)
         candidates = torch.cat([x[:, None], y.view(batch, n - 1, dim)], dim=1)
         x_new = candidates[torch.arange(batch, device=x.device), index]
-    return x_new, index != 0, all_finite(energy_x)
+    ok = all_finite(x, energy_x)
+    if finite is None:
+        raise_unless_finite(ok)
+    else:
+        finite &= ok
+    return x_new, index != 0
 
 
 @dataclass
 class FlowMCResult:
-    """What :func:`flowmc` returns.
+    """What :func:`~ebmlib.samplers.flowmc` returns.
 
     Attributes
     ----------
@@ -154,7 +154,7 @@ def flowmc(energy_fn: EnergyFn, x: Tensor, flow: FlowProposal, *, n_steps: int, 
     n_particles
         Candidates per i-SIR move.
     step_size, target_accept, adapt_factor, tolerance
-        As in :func:`mala`; the step size carries over between cycles.
+        As in :func:`~ebmlib.samplers.mala`; the step size carries over between cycles.
     record_steps
         1-based step numbers whose states are returned in ``samples`` (default: the last step only);
         e.g. "subsampling by 4" of 128 steps records steps 32, 64, 96, 128.
@@ -176,8 +176,7 @@ def flowmc(energy_fn: EnergyFn, x: Tensor, flow: FlowProposal, *, n_steps: int, 
     x = x.detach()
     with torch.no_grad():
         while done < n_steps:
-            x, moved, ok = _isir_move(energy_fn, x, flow, n_particles)
-            finite &= ok
+            x, moved = isir_step(energy_fn, x, flow, n_particles, finite=finite)
             global_acc, n_global, done = global_acc + moved.to(x.dtype).mean(), n_global + 1, done + 1
             if done in record:
                 samples.append(x)
@@ -212,9 +211,10 @@ def latent_energy(energy_fn: EnergyFn, flow: TransportMap) -> EnergyFn:
 
 def latent_mala(energy_fn: EnergyFn, flow: TransportMap, z: Tensor, *, n_steps: int, step_size: float,
                 target_accept: float | None = 0.75) -> tuple[Tensor, MALAResult]:
-    """NT-EBM's sampler: :func:`mala` on :func:`latent_energy` from latent states ``z`` ``(B, d)``.
+    """NT-EBM's sampler: :func:`~ebmlib.samplers.mala` on :func:`~ebmlib.samplers.latent_energy` from latent states
+    ``z`` ``(B, d)``.
 
-    Returns the states mapped back, ``T(z_final)`` ``(B, d)``, and the latent :class:`MALAResult`.
+    Returns the states mapped back, ``T(z_final)`` ``(B, d)``, and the latent :class:`~ebmlib.samplers.MALAResult`.
     """
     check_tensor(z, "z", ndim=2, floating=True)
     check_flow(flow, z, TransportMap)

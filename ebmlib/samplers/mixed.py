@@ -1,11 +1,11 @@
 """Samplers of mixed continuous/discrete states.
 
-* :func:`mwg_joint` / :class:`MWGSampler` — Kelly & Grathwohl's Algorithm 1 for joint states
-  ``z = concat(x, y)`` (``y`` one-hot blocks): per step one Gibbs-with-Gradients step on ``y | x`` and one
-  Langevin step on ``x | y``; :class:`JointNoise` and :func:`impute_missing` are its initial distribution
-  and the imputation of partially observed labels (eq. 8).
-* :func:`langevin_gibbs` — table rows ``[numeric | codes]``: Langevin steps on the numeric columns alternated
-  with Gibbs sweeps over the categorical ones (Schröder et al., Algorithm 2).
+* :func:`~ebmlib.samplers.mwg_joint` / :class:`~ebmlib.samplers.MWGSampler` — Kelly & Grathwohl's Algorithm 1 for
+  joint states ``z = concat(x, y)`` (``y`` one-hot blocks): per step one Gibbs-with-Gradients step on ``y | x`` and
+  one Langevin step on ``x | y``; :class:`~ebmlib.samplers.JointNoise` and :func:`~ebmlib.samplers.impute_missing`
+  are its initial distribution and the imputation of partially observed labels (eq. 8).
+* :func:`~ebmlib.samplers.langevin_gibbs` — table rows ``[numeric | codes]``: Langevin steps on the numeric columns
+  alternated with Gibbs sweeps over the categorical ones (Schröder et al., Algorithm 2).
 """
 
 from __future__ import annotations
@@ -61,11 +61,11 @@ def mwg_joint(
 ) -> Tensor:
     """Block Metropolis-within-Gibbs for joint states (paper Algorithm 1).
 
-    Each of ``n_steps`` steps applies ``T_d``, one :func:`gwg_categorical` step on ``p(y | x)``, then ``T_c``,
-    one Langevin step on ``p(x | y)`` (paper eq. 3 with ``ε = √(2h)``: ``x ← x - (h/λ) ∇_x E + √(2h) ξ``,
-    :func:`ebmlib.samplers.langevin`). With ``clamp`` only the free blocks of ``y`` move (conditional
-    sampling of ``x`` and the rest of ``y`` given some attributes); with every block clamped it is Langevin on
-    ``x | y``; with ``update_x=False`` it is GwG on ``y | x`` (prediction).
+    Each of ``n_steps`` steps applies ``T_d``, one :func:`~ebmlib.samplers.gwg_categorical` step on ``p(y | x)``,
+    then ``T_c``, one Langevin step on ``p(x | y)`` (paper eq. 3 with ``ε = √(2h)``:
+    ``x ← x - (h/λ) ∇_x E + √(2h) ξ``, :func:`~ebmlib.samplers.langevin`). With ``clamp`` only the free blocks
+    of ``y`` move (conditional sampling of ``x`` and the rest of ``y`` given some attributes); with every block
+    clamped it is Langevin on ``x | y``; with ``update_x=False`` it is GwG on ``y | x`` (prediction).
 
     Parameters
     ----------
@@ -136,12 +136,12 @@ def mwg_joint(
 
 
 class MWGSampler:
-    """:func:`mwg_joint` with fixed settings, callable as ``sampler(energy_fn, z)`` (for PCD).
+    """:func:`~ebmlib.samplers.mwg_joint` with fixed settings, callable as ``sampler(energy_fn, z)`` (for PCD).
 
     Parameters
     ----------
     x_dim, block_sizes, n_steps, step_size, temperature, x_bounds
-        As in :func:`mwg_joint`.
+        As in :func:`~ebmlib.samplers.mwg_joint`.
     """
 
     def __init__(self, x_dim: int, block_sizes: Sequence[int], *, n_steps: int, step_size: float,

@@ -14,7 +14,7 @@ from ebmlib.samplers.core import check_clamp
 from ebmlib.utils import EnergyFn, check_energy_output, check_int, check_positive, check_tensor
 
 TRACE_ESTIMATORS = ("exact", "hutchinson")
-"""Divergence estimators accepted by :func:`flow_log_prob`."""
+"""Divergence estimators accepted by :func:`~ebmlib.samplers.flow_log_prob`."""
 
 
 ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
@@ -105,7 +105,8 @@ def euler_sample(
 ) -> Tensor:
     """Forward-Euler (gradient-descent) generator :math:`x_{k+1} = x_k - h\\,\\nabla_x E_\\theta(x_k)`
     for ``k = 0..K-1`` (paper eqs. 7-8, which write the step as :math:`\\eta/2`, so :math:`h = \\eta/2`): the
-    Euler discretisation of :func:`ode_sample`'s flow with time step :math:`h`, integration time :math:`Kh`.
+    Euler discretisation of :func:`~ebmlib.samplers.ode_sample`'s flow with time step :math:`h`, integration time
+    :math:`Kh`.
 
     Parameters
     ----------
@@ -161,13 +162,14 @@ def noisy_sample(
     (paper eq. 3, with :math:`h = \\eta/2` and the noise reduced from :math:`\\sqrt{2h}` to :math:`\\sigma`, as
     EBM practice does).
 
-    The same drift as :func:`euler_sample`, plus Gaussian noise; ``noise_scale = sqrt(2 * step_size)`` is the
-    unadjusted Langevin algorithm that targets ``p ∝ exp(-E)`` (:func:`ebmlib.samplers.langevin`).
+    The same drift as :func:`~ebmlib.samplers.euler_sample`, plus Gaussian noise; ``noise_scale = sqrt(2 *
+    step_size)`` is the unadjusted Langevin algorithm that targets ``p ∝ exp(-E)``
+    (:func:`~ebmlib.samplers.langevin`).
 
     Parameters
     ----------
     energy_fn, x0, n_steps, step_size, clamp
-        As in :func:`euler_sample`.
+        As in :func:`~ebmlib.samplers.euler_sample`.
     noise_scale
         ``σ >= 0``, the absolute standard deviation of the noise added per step (the paper: 0.1).
     """
@@ -261,7 +263,7 @@ def flow_log_prob(
     create_graph: bool = False,
     max_num_steps: int | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Exact log-density of the ODE generator :func:`ode_sample` (paper eq. 6), base ``N(0, I)``.
+    """Exact log-density of the ODE generator :func:`~ebmlib.samplers.ode_sample` (paper eq. 6), base ``N(0, I)``.
 
     Solves the augmented ODE backwards from ``t = T`` (at the data) to ``t = 0``,
 
@@ -278,7 +280,7 @@ def flow_log_prob(
     x
         Points, shape ``(B, *event)`` (``(B, d)`` for ``trace="exact"``).
     T, rtol, atol, method, step_size
-        As in :func:`ode_sample`.
+        As in :func:`~ebmlib.samplers.ode_sample`.
     trace
         ``"exact"`` (``d`` Hessian-vector products per evaluation) or ``"hutchinson"`` (one, with the same
         probe ``v`` along the whole trajectory, so the result is an unbiased estimate of the log-density).

@@ -127,7 +127,7 @@ def rmwggis_proposal(energy_fn: EnergyFn, x: Tensor, *, proposal: str = "gradien
     energy, log_q
         ``E(x)``, shape ``(B,)``, differentiable with respect to the parameters when autograd is enabled;
         ``log ñ``, shape ``(B, d)``, detached: the importance weights ``1/ñ`` are constants (see
-        :func:`rmwggis`), so the gradient ``∇_x E`` is taken once without ``create_graph``.
+        :func:`~ebmlib.losses.rmwggis`), so the gradient ``∇_x E`` is taken once without ``create_graph``.
     """
     _check_binary_data(x)
     if proposal not in RM_PROPOSALS:
@@ -176,7 +176,8 @@ def rmwggis(
     r"""Ratio matching with gradient-guided importance sampling (RMwGGIS; Liu, Liu & Ji).
 
     For each point, ``s = n_samples`` neighbours :math:`i_1, …, i_s` are drawn from the proposal ``ñ`` of
-    :func:`rmwggis_proposal`, and the ratio-matching objective :math:`J(x)` of :func:`ratio_matching` is
+    :func:`~ebmlib.losses.rmwggis_proposal`, and the ratio-matching objective :math:`J(x)` of
+    :func:`~ebmlib.losses.ratio_matching` is
     estimated by
 
     .. math::
@@ -186,7 +187,7 @@ def rmwggis(
         \hat J_{\text{biased}} = \sum_{k=1}^s e^{2(E(x) - E(x_{-i_k}))} \quad\text{(eq. 12)},
 
     averaged over the batch. The unbiased terms are formed in log space, ``exp(2Δ - log ñ - log s)``, so a
-    small ``ñ`` does not overflow ``1/ñ``; large energy gaps overflow as in :func:`ratio_matching`.
+    small ``ñ`` does not overflow ``1/ñ``; large energy gaps overflow as in :func:`~ebmlib.losses.ratio_matching`.
 
     Why ``ñ`` is detached: with ``f_i = e^{2(E(x) - E(x_{-i}))}`` and ``replacement=True``,
     ``E[Ĵ] = Σ_i ñ_i f_i/ñ_i = J`` and, holding ``1/ñ`` constant, ``E[∇_θ Ĵ] = Σ_i ∇_θ f_i = ∇_θ J``: the
@@ -256,16 +257,16 @@ def ratio_matching_within_nodes(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     r"""Ratio matching of the model conditioned on each graph's node set: only flips among its nodes count.
 
-    Exact ratio matching (RMwGGIS eq. 4) sums over all ``D`` bit flips, but for padded graphs most flips
-    add an edge to a padding node, which the data never do; those terms dominate the loss while the sampler
-    (:func:`gibbs_within_nodes`) never visits them. Here the sum runs over the ``P_b = n_b (n_b - 1)/2``
-    pairs of graph ``b``'s node set ``S_b`` (:func:`node_pair_mask`), which is ratio matching for the
-    conditional :math:`p(x \mid n) \propto e^{-E(x)}` on those bits,
+    Exact ratio matching (RMwGGIS eq. 4) sums over all ``D`` bit flips, but for padded graphs most flips add an edge
+    to a padding node, which the data never do; those terms dominate the loss while the sampler
+    (:func:`~ebmlib.samplers.gibbs_within_nodes`) never visits them. Here the sum runs over the ``P_b = n_b (n_b -
+    1)/2`` pairs of graph ``b``'s node set ``S_b`` (:func:`~ebmlib.data.node_pair_mask`), which is ratio matching
+    for the conditional :math:`p(x \mid n) \propto e^{-E(x)}` on those bits,
 
     .. math:: J(x) = \sum_{i \in S_b} e^{2(E(x) - E(x_{-i}))}.
 
     ``n_samples = s`` gives the biased RMwGGIS estimate (eq. 12) of it: ``min(s, P_b)`` distinct flips drawn
-    without replacement from the gradient proposal (eq. 11, :func:`ebmlib.losses.rmwggis_proposal`)
+    without replacement from the gradient proposal (eq. 11, :func:`~ebmlib.losses.rmwggis_proposal`)
     restricted to ``S_b``, their terms summed; graphs with ``P_b ≤ s`` get the exact sum.
 
     Parameters
