@@ -19,7 +19,7 @@ from ebmlib.data import (
     REMOTE_FILES,
     RemoteFile,
     data_home,
-    fetch,
+    fetch_dataset,
     load_adult,
     load_citeseer_ego,
     load_mnist,
@@ -116,7 +116,7 @@ def _listing(folder):
 def test_a_good_file_is_fetched_verified_and_cached(server, cache, monkeypatch, capsys):
     files, arrays = _tiny_mnist()
     _register(monkeypatch, "mnist", files, server)
-    folder = fetch("mnist")
+    folder = fetch_dataset("mnist")
     assert folder == cache / "mnist"
     assert {name: (folder / name).read_bytes() for name in files} == files
     line = capsys.readouterr().out.strip()
@@ -124,7 +124,7 @@ def test_a_good_file_is_fetched_verified_and_cached(server, cache, monkeypatch, 
     assert "\n" not in line
     assert set(server.hits.values()) == {1}
 
-    assert fetch("mnist") == folder  # cached: no second download, nothing printed
+    assert fetch_dataset("mnist") == folder  # cached: no second download, nothing printed
     assert set(server.hits.values()) == {1} and capsys.readouterr().out == ""
     x, y = load_mnist(None, "test")  # the loader's default: fetch, then read the verified files
     assert torch.equal(x[:, 0], torch.from_numpy(arrays["test"][0]).to(torch.uint8))
@@ -136,10 +136,10 @@ def test_a_corrupted_download_is_rejected_and_not_cached(server, cache, monkeypa
     (remote,) = _register(monkeypatch, "adult", {"adult.data": b"39, State-gov, 77516\n" * 50}, server)
     server.corrupt.add("/adult/adult.data")
     with pytest.raises(RuntimeError, match=r"adult\.data .*does not match the known hash.*Nothing was saved"):
-        fetch("adult")
+        fetch_dataset("adult")
     assert _listing(cache / "adult") == []  # neither the file nor a temporary one
     server.corrupt.clear()
-    assert (fetch("adult") / "adult.data").read_bytes() == server.files["/adult/adult.data"]
+    assert (fetch_dataset("adult") / "adult.data").read_bytes() == server.files["/adult/adult.data"]
     assert server.hits["/adult/adult.data"] == 2
 
 
@@ -147,7 +147,7 @@ def test_an_interrupted_download_leaves_no_partial_file(server, cache, monkeypat
     _register(monkeypatch, "inception", {"weights.pth": bytes(range(256)) * 400}, server)
     server.truncate.add("/inception/weights.pth")
     with pytest.raises(RuntimeError, match=r"could not fetch weights\.pth"):
-        fetch("inception")
+        fetch_dataset("inception")
     assert _listing(cache / "inception") == []
     assert server.hits["/inception/weights.pth"] == 1
 
@@ -160,7 +160,7 @@ def test_mirrors_are_tried_in_order_until_one_delivers_the_pinned_file(server, c
     missing = f"{server.url}/gone/ind.citeseer.graph"
     remote = RemoteFile("ind.citeseer.graph", hashlib.sha256(body).hexdigest(), len(body), (missing, corrupt, good))
     monkeypatch.setitem(REMOTE_FILES, "citeseer", (remote,))
-    assert (fetch("citeseer") / remote.name).read_bytes() == body
+    assert (fetch_dataset("citeseer") / remote.name).read_bytes() == body
     assert f"from {server.url}/second/citeseer into" in capsys.readouterr().out
     assert [server.hits[p] for p in ("/gone/ind.citeseer.graph", "/first/citeseer/ind.citeseer.graph")] == [1, 1]
 
@@ -173,9 +173,9 @@ def test_a_mirror_replaces_the_published_urls_and_a_damaged_cached_copy_is_fetch
     server.add("/mirror/inception/w.pth", body)
     monkeypatch.setenv("EBMLIB_MIRROR", f"{server.url}/mirror/")
     other = tmp_path / "elsewhere"
-    assert fetch("inception", root=other) == other / "inception"
+    assert fetch_dataset("inception", root=other) == other / "inception"
     (other / "inception" / "w.pth").write_bytes(b"bit rot")
-    assert (fetch("inception", root=other) / "w.pth").read_bytes() == body
+    assert (fetch_dataset("inception", root=other) / "w.pth").read_bytes() == body
     assert server.hits["/mirror/inception/w.pth"] == 2 and not cache.exists()
 
 
@@ -183,9 +183,9 @@ def test_fetch_without_any_source_says_what_to_do(cache, monkeypatch):
     remote = RemoteFile("x.bin", "0" * 64, 1, ("http://127.0.0.1:9/x.bin",))  # port 9 (discard): refused
     monkeypatch.setitem(REMOTE_FILES, "adult", (remote,))
     with pytest.raises(RuntimeError, match=r"127\.0\.0\.1:9/x\.bin.*copy a file with that SHA-256 there"):
-        fetch("adult")
+        fetch_dataset("adult")
     with pytest.raises(ValueError, match="dataset must be one of"):
-        fetch("cifar10")
+        fetch_dataset("cifar10")
     with pytest.raises(ValueError, match="name must be a file of 'mnist'"):
         remote_file("mnist", "adult.data")
 

@@ -16,7 +16,7 @@ from ebmlib.data.fetch import (
     REMOTE_FILES,
     data_home,
     remote_file,
-    fetch,
+    fetch_dataset,
 )
 from ebmlib.data.toys import (
     TOY_NAMES,
@@ -108,7 +108,7 @@ __all__ = [
     "REMOTE_FILES",
     "data_home",
     "remote_file",
-    "fetch",
+    "fetch_dataset",
     "TOY_NAMES",
     "ANALYTIC_TOY_NAMES",
     "sample_toy",

@@ -1,7 +1,7 @@
 """Data fetched on first use: one cache folder, pinned SHA-256 checksums, mirrors, atomic downloads.
 
 Every file a ``full``-scale chapter needs is listed in :data:`~ebmlib.data.REMOTE_FILES` with its size, its
-SHA-256 and the URLs that publish it. :func:`~ebmlib.data.fetch` returns the folder ``<data home>/<data set>``
+SHA-256 and the URLs that publish it. :func:`~ebmlib.data.fetch_dataset` returns the folder ``<data home>/<data set>``
 holding verified copies and downloads only what is missing, with `pooch <https://www.fatiando.org/pooch>`_:
 each file is streamed into a temporary file beside its destination, its SHA-256 checked, and only then renamed,
 so neither a corrupted nor an interrupted download leaves a file under the final name. A cached file is checked
@@ -96,7 +96,7 @@ REMOTE_FILES: dict[str, tuple[RemoteFile, ...]] = {
     ),
     "inception": (_INCEPTION,),
 }
-"""Data set → its files (:class:`~ebmlib.data.RemoteFile`): what :func:`~ebmlib.data.fetch` downloads and
+"""Data set → its files (:class:`~ebmlib.data.RemoteFile`): what :func:`~ebmlib.data.fetch_dataset` downloads and
 what the loaders check local copies against. ``mnist`` (chapters 2 and 5), ``adult`` (chapter 3), ``citeseer``
 (Ego-small, chapters 1 and 3) and ``inception`` (the FID weights, chapter 5)."""
 
@@ -117,7 +117,7 @@ def remote_file(dataset: str, name: str) -> RemoteFile:
     raise ValueError(f"name must be a file of {dataset!r}: {[r.name for r in _files_of(dataset)]}, got {name!r}")
 
 
-def fetch(dataset: str, *, root: str | Path | None = None, mirror: str | None = None) -> Path:
+def fetch_dataset(dataset: str, *, root: str | Path | None = None, mirror: str | None = None) -> Path:
     """Return the folder holding verified copies of ``dataset``'s files, downloading those missing.
 
     Each file of :data:`~ebmlib.data.REMOTE_FILES` ``[dataset]`` that is absent from ``<root>/<dataset>`` (or

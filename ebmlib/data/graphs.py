@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ebmlib.data.fetch import fetch, remote_file
+from ebmlib.data.fetch import fetch_dataset, remote_file
 from ebmlib.utils import check_binary, check_int, check_probability, check_tensor, read_verified
 
 
@@ -144,7 +144,7 @@ def load_citeseer_ego(
     ----------
     root
         Folder holding ``ind.citeseer.graph`` (a local copy); ``None``: the cache of
-        :func:`~ebmlib.data.fetch`, which downloads the file on first use.
+        :func:`~ebmlib.data.fetch_dataset`, which downloads the file on first use.
     expected_sha256
         Hex digest the file must have; default the pinned one of :data:`~ebmlib.data.REMOTE_FILES`
         ``["citeseer"]``.
@@ -157,7 +157,7 @@ def load_citeseer_ego(
         When ``root`` lacks the file.
     """
     name = "ind.citeseer.graph"
-    path = (fetch("citeseer") if root is None else Path(root)) / name
+    path = (fetch_dataset("citeseer") if root is None else Path(root)) / name
     expected = expected_sha256 if expected_sha256 is not None else remote_file("citeseer", name).sha256
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: copy Planetoid's {name} into root, or pass root=None to fetch it")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ebmlib.data.fetch import fetch, remote_file
+from ebmlib.data.fetch import fetch_dataset, remote_file
 from ebmlib.utils import check_int, check_positive, check_probability, check_tensor, read_verified
 
 
@@ -186,7 +186,7 @@ def load_mnist(root: str | Path | None = None, split: str = "train", *,
     ----------
     root
         Folder holding the files named in :data:`~ebmlib.data.MNIST_FILES` (a local copy); ``None``: the
-        cache of :func:`~ebmlib.data.fetch`, which downloads the files on first use.
+        cache of :func:`~ebmlib.data.fetch_dataset`, which downloads the files on first use.
     split
         ``"train"`` (60,000) or ``"test"`` (10,000).
     checksums
@@ -201,7 +201,7 @@ def load_mnist(root: str | Path | None = None, split: str = "train", *,
         raise ValueError(f"split must be one of {tuple(MNIST_FILES)}, got {split!r}")
     if checksums is None:
         checksums = {name: remote_file("mnist", name).sha256 for name in MNIST_FILES[split]}
-    folder = fetch("mnist") if root is None else Path(root)
+    folder = fetch_dataset("mnist") if root is None else Path(root)
     image_file, label_file = MNIST_FILES[split]
     images = read_idx(_verified_bytes(folder / image_file, checksums.get(image_file)))
     labels = read_idx(_verified_bytes(folder / label_file, checksums.get(label_file)))

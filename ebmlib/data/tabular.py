@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ebmlib.data.fetch import fetch, remote_file
+from ebmlib.data.fetch import fetch_dataset, remote_file
 from ebmlib.utils import check_int, check_probability, check_tensor, read_verified
 
 
@@ -168,7 +168,7 @@ def load_adult(root: str | Path | None = None, *, expected_sha256: str | None = 
     Parameters
     ----------
     root
-        Folder holding the file (a local copy); ``None``: the cache of :func:`~ebmlib.data.fetch`, which
+        Folder holding the file (a local copy); ``None``: the cache of :func:`~ebmlib.data.fetch_dataset`, which
         downloads UCI's ``adult.data`` on first use.
     expected_sha256
         Hex digest the file must have; default the pinned one of :data:`~ebmlib.data.REMOTE_FILES` ``["adult"]``.
@@ -182,7 +182,7 @@ def load_adult(root: str | Path | None = None, *, expected_sha256: str | None = 
     """
     import pandas as pd
 
-    path = (fetch("adult") if root is None else Path(root)) / file_name
+    path = (fetch_dataset("adult") if root is None else Path(root)) / file_name
     expected = expected_sha256 if expected_sha256 is not None else remote_file("adult", "adult.data").sha256
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: copy UCI's adult.data into root, or pass root=None to fetch it")

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ebmlib.data import REMOTE_FILES, fetch
+from ebmlib.data import REMOTE_FILES, fetch_dataset
 from ebmlib.utils import check_int, check_tensor, read_verified
 
 
@@ -18,7 +18,7 @@ def inception_fid(real: Tensor, fake: Tensor, *, batch_size: int = 256, weights:
 
     An optional path for ``full`` scale: it needs ``pip install "ebmlib[full]"`` (``torchmetrics`` and
     ``torch-fidelity``). The weights (96 MB) are downloaded into the data cache on first use by
-    :func:`~ebmlib.data.fetch` (``"inception"``), which checks their SHA-256.
+    :func:`~ebmlib.data.fetch_dataset` (``"inception"``), which checks their SHA-256.
 
     Parameters
     ----------
@@ -48,7 +48,7 @@ def inception_fid(real: Tensor, fake: Tensor, *, batch_size: int = 256, weights:
         from torchmetrics.image.fid import FrechetInceptionDistance
     except ImportError as error:
         raise ImportError('inception_fid needs torchmetrics and torch-fidelity: pip install "ebmlib[full]"') from error
-    path = fetch("inception") / remote.name if weights is None else Path(weights)
+    path = fetch_dataset("inception") / remote.name if weights is None else Path(weights)
     try:
         metric = FrechetInceptionDistance(feature=2048, normalize=True, feature_extractor_weights_path=str(path))
     except (ImportError, ModuleNotFoundError) as error:
