@@ -165,7 +165,7 @@ def _files_of(dataset: str) -> tuple[RemoteFile, ...]:
 
 def _ensure(remote: RemoteFile, urls: tuple[str, ...], folder: Path) -> str | None:
     """Make ``folder/remote.name`` a verified copy; return the URL it came from, or ``None`` if it was there."""
-    import pooch
+    import pooch  # here, not at the top: importing ebmlib.data need not load pooch and requests
 
     path = folder / remote.name
     if path.is_file():
@@ -180,7 +180,7 @@ def _ensure(remote: RemoteFile, urls: tuple[str, ...], folder: Path) -> str | No
                                progressbar=False)
                 return url
             except (ValueError, OSError) as error:  # checksum mismatch; network, HTTP or disk error
-                failures.append(f"{url}: {error}")
+                failures.append(f"{url}: {str(error).rstrip('.')}")
     raise RuntimeError(
         f"could not fetch {remote.name} (SHA-256 {remote.sha256}) into {folder}: " + "; ".join(failures)
         + f". Nothing was saved under {path.name}. Without internet, copy a file with that SHA-256 there, or "
@@ -190,7 +190,7 @@ def _ensure(remote: RemoteFile, urls: tuple[str, ...], folder: Path) -> str | No
 
 @contextmanager
 def _quiet(logger: logging.Logger) -> Iterator[None]:
-    """Silence pooch's per-file messages: :func:`fetch` prints its own single line."""
+    """Silence pooch's per-file messages: :func:`fetch_dataset` prints its own single line."""
     level = logger.level
     logger.setLevel(logging.WARNING)
     try:
