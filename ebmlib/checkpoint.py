@@ -192,9 +192,18 @@ def _name(obj: Any) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
 def _children(obj: Any) -> Iterator[tuple[str, Any]]:
-    """The values an object's behaviour depends on, with path suffixes: a function's closure and defaults,
-    a partial's arguments, a bound method's owner, a container's items, a plain object's public attributes."""
+    """The values an object's behaviour depends on, with path suffixes: a function's closure and defaults (and,
+    for a function of a script or notebook, the global variables it reads), a partial's arguments, a bound
+    method's owner, a container's items, a plain object's public attributes."""
     if isinstance(obj, functools.partial):
         yield ".func", obj.func
         yield from ((f".args[{i}]", a) for i, a in enumerate(obj.args))
@@ -207,6 +216,9 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
                 yield f".{name}", cell.cell_contents
         yield from ((f".defaults[{i}]", d) for i, d in enumerate(obj.__defaults__ or ()))
         yield from ((f".{k}", v) for k, v in sorted((obj.__kwdefaults__ or {}).items()))
+        if obj.__module__ == "__main__":
+            names = sorted(_global_names(obj.__code__) & obj.__globals__.keys())
+            yield from ((f".{name}", obj.__globals__[name]) for name in names)
     elif isinstance(obj, (list, tuple)):
         yield from ((f"[{i}]", item) for i, item in enumerate(obj))
     elif isinstance(obj, dict):
@@ -234,8 +246,12 @@ def _leaf(obj: Any) -> str | None:
         groups = [{k: v for k, v in g.items() if k != "params"} | {"params": [list(p.shape) for p in g["params"]]}
                   for g in obj.param_groups]
         return f"{_name(obj)} {_ADDRESS.sub('', repr(groups))}"
-    if isinstance(obj, (type, types.ModuleType, types.BuiltinFunctionType, torch.Generator)):
-        return f"{getattr(obj, '__module__', None) or ''}.{getattr(obj, '__qualname__', _name(obj))}"
+    if isinstance(obj, (type, torch.Generator)):
+        return _name(obj)
+    if isinstance(obj, types.ModuleType):
+        return obj.__name__
+    if isinstance(obj, types.BuiltinFunctionType):
+        return f"{obj.__module__}.{obj.__qualname__}"
     return None
 
 
@@ -244,8 +260,9 @@ def describe_config(objects: Mapping[str, Any], *, max_depth: int = 8, max_items
 
     Settings (numbers, strings) are described by value; tensors and arrays by shape and dtype (their values
     are state, not configuration); modules by their ``repr`` and parameter shapes; optimisers by their
-    hyperparameters; functions by name, closure and default arguments; other objects by their type and public
-    attributes, recursively. Values that a function reads from global variables are not seen.
+    hyperparameters; functions by name, closure and default arguments (and the global variables read by a
+    function defined in a script or notebook, ``__main__``); other objects by their type and public attributes,
+    recursively. Global variables read by functions of other modules are not seen.
     """
     out: dict[str, str] = {}
 
@@ -272,9 +289,10 @@ def unsaved_state(roots: Mapping[str, Any], saved: Iterable[Any], *, max_depth: 
     """Paths of stateful objects that ``roots`` (functions, losses) reach but whose state would not be saved.
 
     An object is stateful if it has ``state_dict`` (an optimiser, a replay buffer, a loss, a scheduler) or is a
-    ``torch.Generator``; it is saved if it is one of ``saved`` (identity) or reached through one. Modules are
-    skipped: a frozen network reached through a closure needs no saving. Roots with ``state_dict`` count as
-    saved.
+    ``torch.Generator``; it is saved if it is one of ``saved`` (identity) or reached through one. Objects are
+    reached as in :func:`~ebmlib.checkpoint.describe_config` (closures, defaults, a notebook function's global
+    variables, attributes). Modules are skipped: a frozen network reached through a closure needs no saving.
+    Roots with ``state_dict`` count as saved.
     """
     saved_ids = {id(s) for s in saved}
     found: list[str] = []

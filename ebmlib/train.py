@@ -188,25 +188,13 @@ def fit(
     if ema_decay is not None:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(check_probability(ema_decay, "ema_decay")))
     result = TrainResult(ema=ema)
+    checkpoint = None
     if run_dir is not None:
         every = max(1, n_iters // 100) if checkpoint_every is None else check_int(checkpoint_every, "checkpoint_every",
                                                                                    minimum=1)
-        parts = _stateful_parts(model, optimizer, ema, loss_fn, next_batch, callback, stateful)
-        config = describe_config({"model": model, "optimizer": optimizer, "loss_fn": loss_fn, "next_batch": next_batch,
-                                  "settings": {"ema_decay": ema_decay, "grad_clip": grad_clip, "log_every": log_every}})
-        restored = restore_run(run_dir, parts, n_iters=n_iters, config=config)
-        if restored is not None:
-            result.resumed_from, extra = restored
-            result.history = {k: v.tolist() for k, v in extra["history"].items()}
-            result.seconds = extra["seconds"]
-
-    def checkpoint(iteration: int) -> None:
-        start = time.perf_counter()
-        history = {k: torch.tensor(v, dtype=torch.float64) for k, v in result.history.items()}
-        save_run(run_dir, parts, iteration=iteration, n_iters=n_iters, config=config,
-                 extra={"history": history, "seconds": result.seconds})
-        result.checkpoint_seconds += time.perf_counter() - start
-
+        settings = {"ema_decay": ema_decay, "grad_clip": grad_clip, "log_every": log_every}
+        checkpoint = _resume(Path(run_dir), result, n_iters, settings, model=model, optimizer=optimizer, ema=ema,
+                             loss_fn=loss_fn, next_batch=next_batch, callback=callback, stateful=stateful)
     bar = tqdm(range(result.resumed_from + 1, n_iters + 1), desc=desc, disable=not progress, mininterval=1.0,
                initial=result.resumed_from, total=n_iters)
     for iteration in bar:
@@ -226,14 +214,16 @@ def fit(
         if callback is not None:
             callback(iteration, model)
         result.seconds += time.perf_counter() - start
-        if run_dir is not None and (iteration % every == 0 or iteration == n_iters):
+        if checkpoint is not None and (iteration % every == 0 or iteration == n_iters):
             checkpoint(iteration)
     return result
 
 
-def _stateful_parts(model: nn.Module, optimizer: torch.optim.Optimizer, ema: AveragedModel | None, loss_fn: Any,
-                    next_batch: Any, callback: Any, stateful: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Everything :func:`fit` checkpoints, by name; refuses functions that hide state it would not save."""
+def _resume(run_dir: Path, result: TrainResult, n_iters: int, settings: dict[str, Any], *, model: nn.Module,
+            optimizer: torch.optim.Optimizer, ema: AveragedModel | None, loss_fn: Any, next_batch: Any, callback: Any,
+            stateful: Mapping[str, Any] | None) -> Callable[[int], None]:
+    """Restore :func:`fit`'s run from ``run_dir`` into the objects and ``result`` (if it holds a checkpoint)
+    and return ``checkpoint(iteration)``, which saves it there."""
     extra = dict(stateful or {})
     for name, obj in extra.items():
         if not (hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict")):
@@ -246,7 +236,22 @@ def _stateful_parts(model: nn.Module, optimizer: torch.optim.Optimizer, ema: Ave
     if hidden:
         raise ValueError(f"state that a checkpoint would miss: {', '.join(hidden)}; give the object itself as "
                          "loss_fn, next_batch or callback, or pass it in stateful={name: object}")
-    return parts
+    config = describe_config({"model": model, "optimizer": optimizer, "loss_fn": loss_fn, "next_batch": next_batch,
+                              "settings": settings})
+    restored = restore_run(run_dir, parts, n_iters=n_iters, config=config)
+    if restored is not None:
+        result.resumed_from, saved = restored
+        result.history = {k: v.tolist() for k, v in saved["history"].items()}
+        result.seconds = saved["seconds"]
+
+    def checkpoint(iteration: int) -> None:
+        start = time.perf_counter()
+        history = {k: torch.tensor(v, dtype=torch.float64) for k, v in result.history.items()}
+        save_run(run_dir, parts, iteration=iteration, n_iters=n_iters, config=config,
+                 extra={"history": history, "seconds": result.seconds})
+        result.checkpoint_seconds += time.perf_counter() - start
+
+    return checkpoint
 
 
 def _record(history: dict[str, list[float]], iteration: int, loss: Tensor, logs: dict[str, Tensor]) -> None:

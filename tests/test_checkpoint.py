@@ -137,6 +137,16 @@ def test_unsaved_state_finds_stateful_objects_behind_functions():
     assert found == ["next_batch.generator (torch._C.Generator)"]
 
 
+def test_a_notebook_function_is_seen_through_the_global_variables_it_reads():
+    notebook = {"__name__": "__main__"}  # what a notebook cell or a script defines its functions in
+    exec("import torch\nfrom ebmlib.train import tensor_batches\nSETTINGS = {'batch': 4}\n"
+         "index = tensor_batches(torch.arange(10), 2)\n"
+         "def next_batch():\n    return torch.randn(SETTINGS['batch'], 2)[index()]\n", notebook)
+    assert describe_config({"next_batch": notebook["next_batch"]})["next_batch.SETTINGS['batch']"] == "4"
+    assert unsaved_state({"next_batch": notebook["next_batch"]}, []) == [
+        "next_batch.index (ebmlib.train.TensorBatches)"]
+
+
 def test_loss_and_buffer_states_round_trip_and_refuse_other_shapes():
     pcd, other = _pcd(), _pcd()
     pcd(MLPEnergy(in_dim=2, hidden=8, depth=2), torch.randn(16, 2))
