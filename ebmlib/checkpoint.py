@@ -10,42 +10,36 @@ are checked, so a truncated or corrupted file raises ``ValueError`` instead of b
 
 A *run directory* holds one training run: its latest checkpoint (:data:`CHECKPOINT_NAME`) with every state
 the run needs to continue (model, optimiser, EMA, the loss's replay buffer or chains, data order, random
-generators, iteration, history) and a description of its configuration (:func:`describe_config`); a run
-started again with another configuration is refused.
+generators, iteration, history) and a description of its configuration
+(:func:`ebmlib.fingerprint.describe_config`); a run started again with another configuration is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import copy
 import hashlib
 import io
 import json
 import os
 import random
-import re
 import tempfile
-import types
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
 
 CHECKPOINT_NAME = "checkpoint.pt"
 """File name of a run directory's latest checkpoint."""
 _MAGIC = b"EBMLIB-CHECKPOINT "
 _FORMAT = 1
 _MAX_HEADER = 1 << 16
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
-# ---------------------------------------------------------------------------------------------------------
 # Verified, atomic files
-# ---------------------------------------------------------------------------------------------------------
 def save_checkpoint(path: str | Path, state: Mapping[str, Any], *, meta: Mapping[str, Any] | None = None) -> int:
     """Write ``state`` (tensors, numbers, strings, lists, tuples, dicts) to ``path`` atomically.
 
@@ -147,9 +141,7 @@ def load_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str,
     return content["state"]
 
 
-# ---------------------------------------------------------------------------------------------------------
 # Random-number generators
-# ---------------------------------------------------------------------------------------------------------
 def rng_state() -> dict[str, Any]:
     """The states of the global generators: torch (CPU, every CUDA device, MPS), NumPy's legacy
     ``np.random`` and Python's ``random``, as tensors and numbers (loadable with ``weights_only=True``)."""
@@ -184,138 +176,7 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
         torch.mps.set_rng_state(state["mps"])
 
 
-# ---------------------------------------------------------------------------------------------------------
-# What a run is made of
-# ---------------------------------------------------------------------------------------------------------
-def _name(obj: Any) -> str:
-    kind = obj if isinstance(obj, type) else type(obj)
-    return f"{kind.__module__}.{kind.__qualname__}"
-
-
-def _global_names(code: types.CodeType) -> set[str]:
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _global_names(const)
-    return names
-
-
-def _children(obj: Any) -> Iterator[tuple[str, Any]]:
-    """The values an object's behaviour depends on, with path suffixes: a function's closure and defaults (and,
-    for a function of a script or notebook, the global variables it reads), a partial's arguments, a bound
-    method's owner, a container's items, a plain object's public attributes."""
-    if isinstance(obj, functools.partial):
-        yield ".func", obj.func
-        yield from ((f".args[{i}]", a) for i, a in enumerate(obj.args))
-        yield from ((f".{k}", v) for k, v in sorted(obj.keywords.items()))
-    elif isinstance(obj, types.MethodType):
-        yield ".__self__", obj.__self__
-    elif isinstance(obj, types.FunctionType):
-        for name, cell in zip(obj.__code__.co_freevars, obj.__closure__ or ()):
-            with contextlib.suppress(ValueError):  # a cell not yet assigned
-                yield f".{name}", cell.cell_contents
-        yield from ((f".defaults[{i}]", d) for i, d in enumerate(obj.__defaults__ or ()))
-        yield from ((f".{k}", v) for k, v in sorted((obj.__kwdefaults__ or {}).items()))
-        if obj.__module__ == "__main__":
-            names = sorted(_global_names(obj.__code__) & obj.__globals__.keys())
-            yield from ((f".{name}", obj.__globals__[name]) for name in names)
-    elif isinstance(obj, (list, tuple)):
-        yield from ((f"[{i}]", item) for i, item in enumerate(obj))
-    elif isinstance(obj, dict):
-        yield from ((f"[{k!r}]", v) for k, v in sorted(obj.items(), key=lambda kv: repr(kv[0])))
-    elif hasattr(obj, "__dict__") and not isinstance(obj, (type, types.ModuleType)):
-        yield from ((f".{k}", v) for k, v in vars(obj).items() if not k.startswith("_"))
-
-
-def _leaf(obj: Any) -> str | None:
-    """A description of an object that is described whole, or ``None`` if its children describe it."""
-    if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes)):
-        return repr(obj)
-    if isinstance(obj, np.generic):
-        return repr(obj.item())
-    if isinstance(obj, (Tensor, np.ndarray)):
-        return f"{type(obj).__name__}{list(obj.shape)} {obj.dtype}"
-    if isinstance(obj, torch.device):
-        return f"device {obj.type}"  # the index may differ between sessions of one run
-    if isinstance(obj, torch.dtype):
-        return str(obj)
-    if isinstance(obj, nn.Module):
-        shapes = ", ".join(f"{k}{list(v.shape)}:{v.dtype}" for k, v in obj.state_dict().items())
-        return f"{_ADDRESS.sub('', repr(obj))} with state {shapes}"
-    if isinstance(obj, torch.optim.Optimizer):
-        groups = [{k: v for k, v in g.items() if k != "params"} | {"params": [list(p.shape) for p in g["params"]]}
-                  for g in obj.param_groups]
-        return f"{_name(obj)} {_ADDRESS.sub('', repr(groups))}"
-    if isinstance(obj, (type, torch.Generator)):
-        return _name(obj)
-    if isinstance(obj, types.ModuleType):
-        return obj.__name__
-    if isinstance(obj, types.BuiltinFunctionType):
-        return f"{obj.__module__}.{obj.__qualname__}"
-    return None
-
-
-def describe_config(objects: Mapping[str, Any], *, max_depth: int = 8, max_items: int = 64) -> dict[str, str]:
-    """Describe the configuration of ``objects`` as ``{path: description}``, to tell whether two runs match.
-
-    Settings (numbers, strings) are described by value; tensors and arrays by shape and dtype (their values
-    are state, not configuration); modules by their ``repr`` and parameter shapes; optimisers by their
-    hyperparameters; functions by name, closure and default arguments (and the global variables read by a
-    function defined in a script or notebook, ``__main__``); other objects by their type and public attributes,
-    recursively. Global variables read by functions of other modules are not seen.
-    """
-    out: dict[str, str] = {}
-
-    def visit(path: str, obj: Any, depth: int, active: set[int]) -> None:
-        leaf = _leaf(obj)
-        if leaf is not None or depth >= max_depth or id(obj) in active:
-            out[path] = leaf if leaf is not None else _name(obj) + (" (cycle)" if id(obj) in active else "")
-            return
-        function = isinstance(obj, types.FunctionType)
-        out[path] = f"{obj.__module__}.{obj.__qualname__}" if function else _name(obj)
-        if isinstance(obj, (list, tuple, dict)):
-            out[path] += f" of {len(obj)}"
-        for i, (suffix, child) in enumerate(_children(obj)):
-            if i == max_items:
-                break
-            visit(path + suffix, child, depth + 1, active | {id(obj)})
-
-    for name, obj in objects.items():
-        visit(name, obj, 0, set())
-    return out
-
-
-def unsaved_state(roots: Mapping[str, Any], saved: Iterable[Any], *, max_depth: int = 8) -> list[str]:
-    """Paths of stateful objects that ``roots`` (functions, losses) reach but whose state would not be saved.
-
-    An object is stateful if it has ``state_dict`` (an optimiser, a replay buffer, a loss, a scheduler) or is a
-    ``torch.Generator``; it is saved if it is one of ``saved`` (identity) or reached through one. Objects are
-    reached as in :func:`~ebmlib.checkpoint.describe_config` (closures, defaults, a notebook function's global
-    variables, attributes). Modules are skipped: a frozen network reached through a closure needs no saving.
-    Roots with ``state_dict`` count as saved.
-    """
-    saved_ids = {id(s) for s in saved}
-    found: list[str] = []
-
-    def visit(path: str, obj: Any, depth: int, active: set[int]) -> None:
-        if id(obj) in saved_ids or id(obj) in active or isinstance(obj, nn.Module) or depth >= max_depth:
-            return
-        if hasattr(obj, "state_dict") or isinstance(obj, torch.Generator):
-            found.append(f"{path} ({_name(obj)})")
-            return
-        if _leaf(obj) is None:
-            for suffix, child in _children(obj):
-                visit(path + suffix, child, depth + 1, active | {id(obj)})
-
-    for name, root in roots.items():
-        if not hasattr(root, "state_dict"):
-            visit(name, root, 0, set())
-    return found
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Run directories
-# ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunProgress:
     """How far the run in a run directory got: its last checkpoint's ``iteration`` out of ``n_iters``."""
@@ -353,8 +214,9 @@ def restore_run(run_dir: str | Path, parts: Mapping[str, Any], *, n_iters: int,
     """Load the latest checkpoint of ``run_dir`` into ``parts`` and the random generators.
 
     Temporary files left by a save that was killed are removed first. Nothing is loaded unless the file is
-    whole, its configuration equals ``config``, it holds a state for exactly the names in ``parts``, and its
-    iteration is at most ``n_iters``; otherwise ``ValueError`` says why.
+    whole, its configuration equals ``config``, it holds a state for exactly the names in ``parts``, its
+    iteration is at most ``n_iters`` and every part accepts its state; otherwise ``ValueError`` says why and
+    the parts keep the states they had.
 
     Returns
     -------
@@ -374,15 +236,30 @@ def restore_run(run_dir: str | Path, parts: Mapping[str, Any], *, n_iters: int,
         shown = "; ".join(f"{key}: saved {_short(state['config'].get(key))}, now {_short(config.get(key))}"
                           for key in differences[:5])
         raise ValueError(f"{path} was written by a run with another configuration ({len(differences)} "
-                         f"differences: {shown}); use another run_dir, or delete this one to start afresh")
+                         f"differences: {shown}); build the objects given to fit as that run did, use another "
+                         "run_dir, or delete this one to start afresh")
     if set(state["parts"]) != set(parts):
         raise ValueError(f"{path} holds states for {sorted(state['parts'])}, this run has {sorted(parts)}")
     if state["iteration"] > n_iters:
         raise ValueError(f"{path} is at iteration {state['iteration']}, beyond n_iters={n_iters}")
-    for name, obj in parts.items():
-        obj.load_state_dict(state["parts"][name])
+    _load_all_or_none(parts, state["parts"], path)
     set_rng_state(state["rng"])
     return state["iteration"], state["extra"]
+
+
+def _load_all_or_none(parts: Mapping[str, Any], states: Mapping[str, Any], path: Path) -> None:
+    """Load every part's state, or, if one refuses its state, put back the states loaded so far and raise."""
+    loaded: list[tuple[Any, Any]] = []
+    try:
+        for name, obj in parts.items():
+            previous = copy.deepcopy(obj.state_dict())
+            obj.load_state_dict(states[name])
+            loaded.append((obj, previous))
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        for obj, previous in reversed(loaded):
+            obj.load_state_dict(previous)
+        raise ValueError(f"{path}: the state of {name!r} does not fit this run ({error}); nothing was "
+                         "loaded") from error
 
 
 def _short(text: str | None, width: int = 80) -> str:

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from ebmlib.checkpoint import describe_config, restore_run, save_run, unsaved_state
+from ebmlib.checkpoint import restore_run, save_run
+from ebmlib.fingerprint import describe_config, unsaved_state
 from ebmlib.losses.tabular import mixed_noise
 from ebmlib.metrics.tabular import tstr_auc
 from ebmlib.nets.mixed import MixedEnergy
@@ -163,7 +164,7 @@ def fit(
         Called again with the same directory and configuration, ``fit`` loads that checkpoint and continues:
         on the CPU the result equals an uninterrupted run's bit for bit, and a finished run returns at once
         with its model, EMA and history (the random generators are left where the finished run left them).
-        A checkpoint of another configuration (:func:`~ebmlib.checkpoint.describe_config` of the model,
+        A checkpoint of another configuration (:func:`~ebmlib.fingerprint.describe_config` of the model,
         optimiser, loss, batches and settings; ``n_iters`` may grow) raises ``ValueError``, as does a
         ``loss_fn``, ``next_batch`` or ``callback`` that closes over a stateful object not saved with the run
         (pass it in ``stateful``). :func:`~ebmlib.checkpoint.run_progress` tells a finished run from an

@@ -13,14 +13,13 @@ import torch
 from ebmlib.checkpoint import (
     CHECKPOINT_NAME,
     checkpoint_meta,
-    describe_config,
     load_checkpoint,
     rng_state,
     run_progress,
     save_checkpoint,
     set_rng_state,
-    unsaved_state,
 )
+from ebmlib.fingerprint import describe_config, unsaved_state
 from ebmlib.flows import RealNVP
 from ebmlib.losses import FlowEBMLoss, PersistentContrastiveDivergence, tabcd_loss
 from ebmlib.nets import MLPEnergy
@@ -106,22 +105,22 @@ def test_rng_state_restores_torch_numpy_and_python(tmp_path):
     assert torch.equal(first[0], second[0]) and np.array_equal(first[1], second[1]) and first[2:] == second[2:]
 
 
-def _pcd(step_size=0.01, capacity=64):
-    return PersistentContrastiveDivergence(ReplayBuffer(lambda n: torch.rand(n, 2), capacity),
+def _pcd(step_size=0.01, capacity=64, reinit_prob=0.05):
+    return PersistentContrastiveDivergence(ReplayBuffer(lambda n: torch.rand(n, 2), capacity, reinit_prob),
                                            partial(langevin, n_steps=3, step_size=step_size), l2_reg=0.1)
 
 
 def test_describe_config_sees_settings_and_shapes_but_not_values():
     def describe(**kw):
         model = MLPEnergy(in_dim=2, hidden=kw.get("hidden", 8), depth=2)
-        return describe_config({"model": model, "loss_fn": _pcd(kw.get("step_size", 0.01), kw.get("capacity", 64)),
+        return describe_config({"model": model, "loss_fn": _pcd(kw.get("step_size", 0.01), 64, kw.get("reinit", 0.05)),
                                 "optimizer": torch.optim.Adam(model.parameters(), lr=kw.get("lr", 1e-3))})
 
     base = describe()
     assert describe() == base  # fresh objects with other random values: same configuration
     assert " at 0x" not in "".join(base.values())
     for change, paths in [({"step_size": 0.02}, ["loss_fn.sampler.step_size"]),
-                          ({"capacity": 65}, ["loss_fn.buffer.states"]),
+                          ({"reinit": 0.1}, ["loss_fn.buffer.reinit_prob"]),
                           ({"hidden": 9}, ["model", "optimizer"]), ({"lr": 1e-2}, ["optimizer"])]:
         other = describe(**change)
         assert [k for k in base if base[k] != other.get(k)] == paths, change
@@ -174,6 +173,7 @@ def test_flow_ebm_loss_state_round_trips(method):
     trained, restored = build(), build()
     for _ in range(2):
         trained(energy, torch.randn(8, 2))
+    assert describe_config({"loss": trained}) == describe_config({"loss": restored})  # state is not configuration
     restored.load_state_dict(trained.state_dict())
     torch.manual_seed(5)
     expected = trained(energy, torch.ones(8, 2))[0]
@@ -198,11 +198,14 @@ def test_tensor_batches_resume_the_epoch_they_were_in():
         tensor_batches(data, 5).load_state_dict({"order": torch.zeros(2, 8, dtype=torch.long)})
 
 
-def _run(run_dir, *, stop_at=None, n_iters=30, hidden=8, wrap=False, stateful=None, scheduler=False):
+def _run(run_dir, *, stop_at=None, n_iters=30, hidden=8, wrap=False, stateful=None, scheduler=False, capacity=64,
+         models=None):
     """A PCD run built from a fixed seed, as a restarted notebook would; optionally stopped by an exception."""
     torch.manual_seed(0)
     model = MLPEnergy(in_dim=2, hidden=hidden, depth=2)
-    pcd = _pcd()
+    if models is not None:
+        models.append(model)
+    pcd = _pcd(capacity=capacity)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     warmup = linear_warmup(optimizer, 8)
     decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 0.97**t) if scheduler else None
@@ -267,6 +270,12 @@ def test_fit_refuses_hidden_state_other_configurations_and_corrupted_checkpoints
         _run(tmp_path, hidden=9)
     with pytest.raises(ValueError, match="beyond n_iters"):
         _run(tmp_path, n_iters=6)
+    models = []
+    with pytest.raises(ValueError, match="'loss_fn' does not fit.*nothing was loaded"):
+        _run(tmp_path, capacity=65, models=models)  # the buffer refuses its state after the model took its own
+    torch.manual_seed(0)
+    fresh = MLPEnergy(in_dim=2, hidden=8, depth=2)
+    assert all(torch.equal(p, q) for p, q in zip(models[0].state_dict().values(), fresh.state_dict().values()))
     extended = _run(tmp_path, n_iters=45)  # a run may be extended
     assert extended[2].resumed_from == 9 and extended[2].history["iteration"][-1] == 45
     data = bytearray((tmp_path / CHECKPOINT_NAME).read_bytes())
