@@ -200,7 +200,7 @@ def energy_and_grad(energy_fn: EnergyFn, x: Tensor, *, create_graph: bool = Fals
     check_tensor(x, "x", min_ndim=1, floating=True, finite=False)
     with torch.enable_grad():
         x_req = x.detach().requires_grad_(True)
-        energy = check_energy_output(energy_fn(x_req), x.shape[0], finite=False)
+        energy = check_energy_output(energy_fn(x_req), x.shape[0], "energy_fn", finite=False)
         # Summing is exact: sample b's energy depends only on x[b].
         (grad,) = torch.autograd.grad(energy.sum(), x_req, create_graph=create_graph)
     if create_graph:
