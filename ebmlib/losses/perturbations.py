@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ebmlib.data.codes import check_classes
 from ebmlib.data.graphs import node_pair_mask, num_pairs
 from ebmlib.utils import check_binary, check_int, check_positive, check_probability, check_tensor
 
@@ -71,6 +72,7 @@ class Perturbation:
 
 def enumerate_states(n_classes: Sequence[int]) -> Tensor:
     """All states of a finite mixed-radix space, ``(S, D)`` float64, first column most significant."""
+    n_classes = check_classes(n_classes)
     if math.prod(n_classes) > MAX_STATES:
         raise ValueError(f"the space has {math.prod(n_classes)} states, more than MAX_STATES={MAX_STATES}")
     grids = torch.meshgrid(*(torch.arange(k, dtype=torch.float64) for k in n_classes), indexing="ij")
@@ -79,6 +81,12 @@ def enumerate_states(n_classes: Sequence[int]) -> Tensor:
 
 def product_matrix(matrices: Sequence[Tensor]) -> Tensor:
     """Kronecker product of the per-column transition matrices: the kernel of independent columns."""
+    if isinstance(matrices, (str, bytes, Tensor)) or not isinstance(matrices, Sequence) or not matrices:
+        raise ValueError(f"matrices must be a non-empty sequence of square matrices, got {type(matrices).__name__}")
+    for i, m in enumerate(matrices):
+        check_tensor(m, f"matrices[{i}]", ndim=2)
+        if m.shape[0] != m.shape[1]:
+            raise ValueError(f"matrices[{i}] must be square, got shape {tuple(m.shape)}")
     out = matrices[0]
     for m in matrices[1:]:
         out = torch.kron(out, m)
@@ -191,6 +199,9 @@ class NodeSetPerturbation(Perturbation):
     def check(self, x: Tensor, name: str = "x") -> Tensor:
         check_tensor(x, name, shape=(None, num_pairs(self.max_nodes) + 1), floating=True)
         check_binary(x[:, :-1], name)
+        counts = x[:, -1]
+        if not ((counts == counts.round()) & (counts >= 2) & (counts <= self.max_nodes)).all():
+            raise ValueError(f"{name}[:, -1] must hold node counts, integers in [2, max_nodes={self.max_nodes}]")
         return x
 
     def sample_y(self, x: Tensor) -> Tensor:
