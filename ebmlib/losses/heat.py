@@ -113,7 +113,7 @@ class HeatPerturbation(CategoricalPerturbation):
             cdf[c, : q.shape[0], : q.shape[1]] = q.cumsum(dim=1)
         self._cdf = cdf  # (C, K_max, K_max): row a of column c is the CDF of q(·|a)
 
-    def sample_y(self, x: Tensor) -> Tensor:
+    def _draw(self, x: Tensor) -> Tensor:
         cdf = self._cdf.to(x.device)
         columns = torch.arange(x.shape[1], device=x.device)
         rows = cdf[columns, x.long()]  # (B, C, K_max)
@@ -168,7 +168,7 @@ class GridPerturbation(CategoricalPerturbation):
     (:meth:`contrast_matrix`), a Monte-Carlo pseudo-likelihood.
     """
 
-    def sample_y(self, x: Tensor) -> Tensor:
+    def _draw(self, x: Tensor) -> Tensor:
         return self._resample_one_column(x, torch.randint(x.shape[1], (x.shape[0],), device=x.device), 1)[:, 0]
 
     def _resample_one_column(self, x: Tensor, column: Tensor, n: int) -> Tensor:
@@ -217,13 +217,13 @@ class MixedPerturbation(Perturbation):
         check_codes(x[:, self.n_numeric :], self.n_classes, f"{name}[:, {self.n_numeric}:] (categorical columns)")
         return x
 
-    def sample_y(self, x: Tensor) -> Tensor:
+    def _draw(self, x: Tensor) -> Tensor:
         num, cat = x[:, : self.n_numeric], x[:, self.n_numeric :]
-        return torch.cat([self.numeric.sample_y(num), self.categorical.sample_y(cat)], dim=1)
+        return torch.cat([self.numeric._draw(num), self.categorical._draw(cat)], dim=1)
 
     def contrast(self, x: Tensor, n: int) -> Tensor:
         self.check(x)
         check_int(n, "n", minimum=1)
         num, cat = x[:, : self.n_numeric], x[:, self.n_numeric :]
-        return torch.cat([self.numeric.sample_from(self.numeric.sample_y(num), n),
+        return torch.cat([self.numeric._draw_from(self.numeric._draw(num), n),
                           self.categorical.contrast(cat, n)], dim=2)

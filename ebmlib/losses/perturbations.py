@@ -32,29 +32,36 @@ MAX_STATES = 4096
 class Perturbation:
     """A symmetric noise process ``q(y|x)`` on rows of shape ``(D,)``.
 
-    Subclasses implement :meth:`check`, :meth:`sample_y` and (on finite spaces) :meth:`transition_matrix`;
-    :meth:`sample_from` defaults to ``n`` independent calls of :meth:`sample_y` on the repeated rows.
+    Subclasses implement :meth:`check`, the draw ``_draw(x)`` (one ``y ~ q(·|x)`` per row of a batch already
+    checked) and, on finite spaces, :meth:`transition_matrix`. The public methods check their input once and
+    then draw: ``_draw_from`` defaults to ``n`` independent draws on the repeated rows.
     """
 
     def check(self, x: Tensor, name: str = "x") -> Tensor:
         """Validate a batch ``(B, D)``; raise ``ValueError`` naming ``name``."""
         raise NotImplementedError
 
+    def _draw(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _draw_from(self, y: Tensor, n: int) -> Tensor:
+        batch, dim = y.shape
+        repeated = y.unsqueeze(1).expand(batch, n, dim).reshape(batch * n, dim)
+        return self._draw(repeated).view(batch, n, dim)
+
     def sample_y(self, x: Tensor) -> Tensor:
         """One draw ``y ~ q(·|x)`` per row: ``(B, D) -> (B, D)``."""
-        raise NotImplementedError
+        return self._draw(self.check(x))
 
     def sample_from(self, y: Tensor, n: int) -> Tensor:
         """``n`` independent draws ``x' ~ q(·|y)`` per row: ``(B, D) -> (B, n, D)``."""
-        batch, dim = y.shape
-        repeated = y.unsqueeze(1).expand(batch, n, dim).reshape(batch * n, dim)
-        return self.sample_y(repeated).view(batch, n, dim)
+        self.check(y, "y")
+        return self._draw_from(y, check_int(n, "n", minimum=1))
 
     def contrast(self, x: Tensor, n: int) -> Tensor:
         """ED negatives: ``y ~ q(·|x)`` once per row, then ``n`` draws ``x' ~ q(·|y)``; ``(B, n, D)``."""
         self.check(x)
-        check_int(n, "n", minimum=1)
-        return self.sample_from(self.sample_y(x), n)
+        return self._draw_from(self._draw(x), check_int(n, "n", minimum=1))
 
     def states(self) -> Tensor:
         """All states of a finite space, ``(S, D)``, mixed radix with the first column most significant."""
@@ -139,7 +146,7 @@ class BernoulliPerturbation(BinaryPerturbation):
         """The heat kernel at time ``t > 0``: ``ε = (1 - e^{-2t}) / 2``."""
         return cls((1 - math.exp(-2 * check_positive(t, "t"))) / 2, dim)
 
-    def sample_y(self, x: Tensor) -> Tensor:
+    def _draw(self, x: Tensor) -> Tensor:
         flips = torch.rand_like(x) < self.epsilon
         return torch.where(flips, 1 - x, x)
 
@@ -156,7 +163,7 @@ class BitFlipPerturbation(BinaryPerturbation):
     index of ``y``, so a negative equals ``x`` with probability ``1/D``.
     """
 
-    def sample_y(self, x: Tensor) -> Tensor:
+    def _draw(self, x: Tensor) -> Tensor:
         index = torch.randint(x.shape[1], (x.shape[0], 1), device=x.device)
         return x.scatter(1, index, 1 - x.gather(1, index))
 
@@ -177,7 +184,7 @@ class GaussianPerturbation(Perturbation):
     def check(self, x: Tensor, name: str = "x") -> Tensor:
         return check_tensor(x, name, ndim=2, floating=True)
 
-    def sample_y(self, x: Tensor) -> Tensor:
+    def _draw(self, x: Tensor) -> Tensor:
         return x + self.sigma * torch.randn_like(x)
 
 
@@ -204,7 +211,7 @@ class NodeSetPerturbation(Perturbation):
             raise ValueError(f"{name}[:, -1] must hold node counts, integers in [2, max_nodes={self.max_nodes}]")
         return x
 
-    def sample_y(self, x: Tensor) -> Tensor:
+    def _draw(self, x: Tensor) -> Tensor:
         bits, counts = x[:, :-1], x[:, -1:]
         mask = node_pair_mask(counts[:, 0].long(), self.max_nodes).to(bits)
         if self.epsilon is None:  # argmax of uniform noise over the allowed bits: one uniform allowed bit

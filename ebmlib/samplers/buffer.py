@@ -69,7 +69,10 @@ class ReplayBuffer:
         if index.is_floating_point() or index.dtype == torch.bool:
             raise ValueError(f"index must hold integer positions, got dtype {index.dtype}")
         check_tensor(states, "states", min_ndim=1)
-        if states.shape[1:] != self.states.shape[1:] or states.shape[0] != index.shape[0]:
+        if states.shape[0] != index.shape[0]:
+            raise ValueError(f"index and states must have one entry per state, got {index.shape[0]} and "
+                             f"{states.shape[0]}")
+        if states.shape[1:] != self.states.shape[1:]:
             raise ValueError(
                 f"states must have shape ({index.shape[0]}, {', '.join(map(str, self.states.shape[1:]))}), "
                 f"got {tuple(states.shape)}"

@@ -200,6 +200,8 @@ class JointNoise:
         sizes = check_block_sizes(block_sizes)
         check_tensor(x, "x", ndim=2, floating=True)
         check_one_hot(y, sizes, allow_missing=True)
+        if y.shape[0] != x.shape[0]:
+            raise ValueError(f"x and y must have one row per point, got {x.shape[0]} and {y.shape[0]}")
         counts = [torch.ones_like(b[0]) if uniform_y else b.sum(0) for b in y.split(sizes, dim=1)]
         for a, c in enumerate(counts):
             if c.sum() == 0:
