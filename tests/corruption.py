@@ -72,6 +72,8 @@ OTHER_KINDS: dict[str, Callable[[Any], Any]] = {
     "choice": lambda v: "nonsense",  # not one of the allowed names
     "none": lambda v: None,
     "intdtype": lambda v: torch.int64,  # a dtype that is not floating
+    "bytes": lambda v: b"\x00\x01",  # bytes of the wrong format
+    "str": lambda v: "1",  # a string where something else is needed
     "efn_nan": lambda f: (lambda x, *a, **k: f(x, *a, **k) * math.nan),  # energy_fn returns NaN
     "efn_shape": lambda f: (lambda x, *a, **k: f(x, *a, **k).unsqueeze(-1)),  # energy_fn returns (B, 1)
     "notcallable": lambda v: 3,
