@@ -495,12 +495,12 @@ SPECS.update({
                                                                                   epsilon=0.1),
                                              {"centres": "nan ndim big neg codefrac list", "n_classes": COUNT,
                                               "epsilon": PROB}),
-    "ebmlib.metrics.CodeKernelDensity.sample": Spec(lambda n: M.CodeKernelDensity(_bits(torch.float32), 2, 0.1)
-                                                    .sample(n),
-                                                    lambda dt: dict(n=3), {"n": COUNT}),
+    "ebmlib.metrics.CodeKernelDensity.sample": Spec(lambda density, n: density.sample(n),
+                                                    lambda dt: dict(density=M.CodeKernelDensity(_bits(dt), 2, 0.1),
+                                                                    n=3), {"n": COUNT}),
     "ebmlib.metrics.CodeKernelDensity.log_prob": Spec(
-        lambda x, chunk_size: M.CodeKernelDensity(_bits(torch.float32), 2, 0.1).log_prob(x, chunk_size=chunk_size),
-        lambda dt: dict(x=_bits(dt, 4), chunk_size=2),
+        lambda density, x, chunk_size: density.log_prob(x, chunk_size=chunk_size),
+        lambda dt: dict(density=M.CodeKernelDensity(_bits(dt), 2, 0.1), x=_bits(dt, 4), chunk_size=2),
         {"x": "nan ndim cols big neg codefrac list", "chunk_size": COUNT}),
     "ebmlib.metrics.ais_log_partition": Spec(M.ais_log_partition, lambda dt: dict(
         energy_fn=lambda x: x.sum(1), base_probs=torch.full((3,), 0.5, dtype=dt), n_chains=4, n_steps=2, mcmc_steps=1),

@@ -123,6 +123,15 @@ def _joint(dt: torch.dtype, n: int = 6) -> Tensor:
     return torch.cat([torch.randn(n, 1, dtype=dt), _one_hots(dt, n)], 1)
 
 
+def _draws(n: int, *, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | None = None,
+           bits: bool = False) -> Tensor:
+    """A buffer's ``init_fn``: ``n`` normal (or 0/1) draws on the device captured when the buffer was built."""
+    device = torch.get_default_device() if device is None else device
+    if bits:
+        return torch.randint(0, 2, (n, *shape), device=device).to(dtype)
+    return torch.randn(n, *shape, dtype=dtype, device=device)
+
+
 def _joint_missing(dt: torch.dtype) -> Tensor:
     z = _joint(dt)
     z[:3, 3:] = 0  # block 1 unobserved in three rows
@@ -1183,7 +1192,7 @@ REGISTRY: dict[str, Entry] = {
         target_flow_log_prob, random=False),
     "ReplayBuffer": Entry(
         Spec(lambda init_fn, capacity, reinit_prob, n: S.ReplayBuffer(init_fn, capacity, reinit_prob).sample(n),
-             lambda dt: dict(init_fn=lambda m: torch.randn(m, 2, dtype=dt),
+             lambda dt: dict(init_fn=partial(_draws, shape=(2,), dtype=dt, device=torch.get_default_device()),
                              capacity=8, reinit_prob=0.1, n=3),
              {"init_fn": "efn_nan notcallable", "capacity": COUNT, "reinit_prob": "negative above1 nan str",
               "n": COUNT + " huge"}),
@@ -1199,7 +1208,8 @@ REGISTRY: dict[str, Entry] = {
         Spec(lambda buffer, sampler, l2_reg, n_negatives, energy_fn, x_pos:
              L.PersistentContrastiveDivergence(buffer, sampler, l2_reg=l2_reg, n_negatives=n_negatives)(
                  energy_fn, x_pos),
-             lambda dt: dict(buffer=S.ReplayBuffer(lambda m: torch.randint(0, 2, (m, 3)).to(dt), 16),
+             lambda dt: dict(buffer=S.ReplayBuffer(partial(_draws, shape=(3,), dtype=dt, bits=True,
+                                                                   device=torch.get_default_device()), 16),
                              sampler=partial(S.gibbs_binary, n_sweeps=1), l2_reg=0.1, n_negatives=4,
                              energy_fn=BitEnergy(dt), x_pos=_bits(dt)),
              {"buffer": "object", "sampler": "notcallable", "l2_reg": "negative nan str", "n_negatives": COUNT,
@@ -1360,22 +1370,25 @@ REGISTRY: dict[str, Entry] = {
               "flow_steps": COUNT, "energy_fn": EFN, "x_pos": "nan inf cols int list"}),
         target_flow_ebm_loss, steps="n_steps"),
     # --- the tabular objectives ---
-    "mixed_noise": Entry(Spec(L.mixed_noise, lambda dt: dict(n=6, n_numeric=1, n_classes=N_CLASSES, dtype=dt),
-                              {"n": COUNT, "n_numeric": NONNEG, "n_classes": SEQ, "dtype": "none intdtype"}),
+    "mixed_noise": Entry(Spec(L.mixed_noise, lambda dt: dict(n=6, n_numeric=1, n_classes=N_CLASSES, dtype=dt,
+                                                             device=torch.get_default_device()),
+                              {"n": COUNT, "n_numeric": NONNEG, "n_classes": SEQ, "dtype": "none intdtype",
+                               "device": "choice"}),
                          target_mixed_noise),
     "tabular_losses": Entry(
-        Spec(lambda n_numeric, n_classes, ordinal, cd_rounds, energy, x:
-             L.tabular_losses(n_numeric, n_classes, ordinal, cd_rounds=cd_rounds)["TabED-Str"](energy, x),
+        Spec(lambda n_numeric, n_classes, ordinal, cd_rounds, device, energy, x:
+             L.tabular_losses(n_numeric, n_classes, ordinal, cd_rounds=cd_rounds, device=device)["TabED-Str"](
+                 energy, x),
              lambda dt: dict(n_numeric=1, n_classes=N_CLASSES, ordinal=(True, False), cd_rounds=1,
-                             energy=_mixed_energy(dt), x=_rows(dt)),
+                             device=torch.get_default_device(), energy=_mixed_energy(dt), x=_rows(dt)),
              {"n_numeric": NONNEG, "n_classes": SEQ, "ordinal": "empty seqstr", "cd_rounds": COUNT,
               "x": "nan inf cols int codebig list"}),
         target_tabular_losses),
     "tabcd_loss": Entry(
-        Spec(lambda n_numeric, n_classes, cd_rounds, dtype, energy, x_pos:
-             L.tabcd_loss(n_numeric, n_classes, cd_rounds=cd_rounds, dtype=dtype)(energy, x_pos),
-             lambda dt: dict(n_numeric=1, n_classes=N_CLASSES, cd_rounds=1, dtype=dt, energy=_mixed_energy(dt),
-                             x_pos=_rows(dt)),
+        Spec(lambda n_numeric, n_classes, cd_rounds, dtype, device, energy, x_pos:
+             L.tabcd_loss(n_numeric, n_classes, cd_rounds=cd_rounds, dtype=dtype, device=device)(energy, x_pos),
+             lambda dt: dict(n_numeric=1, n_classes=N_CLASSES, cd_rounds=1, dtype=dt,
+                             device=torch.get_default_device(), energy=_mixed_energy(dt), x_pos=_rows(dt)),
              {"n_numeric": NONNEG, "n_classes": SEQ, "cd_rounds": COUNT, "dtype": "none intdtype",
               "x_pos": "nan inf cols int list"}),
         target_tabcd_loss, steps="cd_rounds"),

@@ -68,7 +68,7 @@ class Perturbation:
         raise ValueError(f"{type(self).__name__} acts on a continuous space: it has no list of states")
 
     def transition_matrix(self) -> Tensor:
-        """``Q[a, b] = q(states[b] | states[a])``, shape ``(S, S)``, float64."""
+        """``Q[a, b] = q(states[b] | states[a])``, shape ``(S, S)``, float64 on the CPU."""
         raise ValueError(f"{type(self).__name__} acts on a continuous space: it has no transition matrix")
 
     def contrast_matrix(self) -> Tensor:
@@ -78,11 +78,11 @@ class Perturbation:
 
 
 def enumerate_states(n_classes: Sequence[int]) -> Tensor:
-    """All states of a finite mixed-radix space, ``(S, D)`` float64, first column most significant."""
+    """All states of a finite mixed-radix space, ``(S, D)`` float64 on the CPU, first column most significant."""
     n_classes = check_classes(n_classes)
     if math.prod(n_classes) > MAX_STATES:
         raise ValueError(f"the space has {math.prod(n_classes)} states, more than MAX_STATES={MAX_STATES}")
-    grids = torch.meshgrid(*(torch.arange(k, dtype=torch.float64) for k in n_classes), indexing="ij")
+    grids = torch.meshgrid(*(torch.arange(k, dtype=torch.float64, device="cpu") for k in n_classes), indexing="ij")
     return torch.stack([g.reshape(-1) for g in grids], dim=1)
 
 
@@ -102,7 +102,8 @@ def product_matrix(matrices: Sequence[Tensor]) -> Tensor:
 
 def _flip_matrix(n: int, site: int, dtype: torch.dtype = torch.float64) -> Tensor:
     """Hypercube move that flips bit ``site`` of ``n`` bits (a permutation matrix)."""
-    eye, swap = torch.eye(2, dtype=dtype), torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=dtype)
+    eye = torch.eye(2, dtype=dtype, device="cpu")
+    swap = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=dtype, device="cpu")
     return product_matrix([swap if i == site else eye for i in range(n)])
 
 
@@ -152,7 +153,7 @@ class BernoulliPerturbation(BinaryPerturbation):
 
     def transition_matrix(self) -> Tensor:
         e = self.epsilon
-        one_bit = torch.tensor([[1 - e, e], [e, 1 - e]], dtype=torch.float64)
+        one_bit = torch.tensor([[1 - e, e], [e, 1 - e]], dtype=torch.float64, device="cpu")
         return product_matrix([one_bit] * self._require_dim())
 
 

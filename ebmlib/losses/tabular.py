@@ -23,7 +23,7 @@ from ebmlib.losses.heat import (
 )
 from ebmlib.samplers.buffer import ReplayBuffer
 from ebmlib.samplers.mixed import langevin_gibbs
-from ebmlib.utils import EnergyFn, check_float_dtype, check_int
+from ebmlib.utils import EnergyFn, check_device, check_float_dtype, check_int
 
 
 def mixed_noise(n: int, n_numeric: int, n_classes: Sequence[int], *, device: torch.device | str | None = None,
@@ -33,6 +33,7 @@ def mixed_noise(n: int, n_numeric: int, n_classes: Sequence[int], *, device: tor
     check_int(n_numeric, "n_numeric", minimum=0)
     n_classes = check_classes(n_classes)
     check_float_dtype(dtype)
+    device = None if device is None else check_device(device)
     numeric = torch.randn(n, n_numeric, device=device, dtype=dtype)
     codes = torch.stack([torch.randint(0, k, (n,), device=device) for k in n_classes], dim=1).to(dtype)
     return torch.cat([numeric, codes], dim=1)
