@@ -122,6 +122,7 @@ def energy_discrepancy(
         The loss and the mean positive and negative energies (detached).
     """
     check_perturbation(perturbation)
+    check_tensor(x, "x", ndim=2, finite=False)  # values: the perturbation's own check
     m = check_int(n_negatives, "n_negatives", minimum=1)
     w, reduction = _check_offset(w), _check_reduction(reduction)
     with torch.no_grad():
