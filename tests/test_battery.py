@@ -944,8 +944,8 @@ EXCLUDED = {
     # types: protocols, a type alias, result containers, abstract bases without a noise law of their own
     "FlowProposal": "protocol", "TransportMap": "protocol", "PerturbationKernel": "protocol",
     "Sampler": "type alias", "MALAResult": "result container", "FlowMCResult": "result container",
-    "Perturbation": "abstract base (no sample_y)", "BinaryPerturbation": "abstract base (no sample_y)",
-    "CategoricalPerturbation": "abstract base (no sample_y)",
+    **{n: "abstract base (draws nothing itself)" for n in ("Perturbation", "BinaryPerturbation",
+                                                          "CategoricalPerturbation")},
     # validation helpers: their job is raising ValueError (tested by every entry's bad-input check)
     "all_finite": "finiteness helper", "raise_unless_finite": "finiteness helper",
     "check_binary_states": "validation helper", "check_noise_scale": "validation helper",
