@@ -92,6 +92,8 @@ class TensorBatches:
 
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
         """Restore a :meth:`state_dict`."""
+        if not isinstance(state, Mapping) or not isinstance(state.get("order"), Tensor):
+            raise ValueError(f"state must be a TensorBatches.state_dict(), got {type(state).__name__}")
         order = state["order"]
         if order.ndim != 2 or order.shape[1] != self.batch_size or (order.numel() and order.max() >= len(self.data)):
             raise ValueError(f"state['order'] must index batches of {self.batch_size} of {len(self.data)} rows")

@@ -125,8 +125,9 @@ class PersistentContrastiveDivergence:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict`."""
-        if set(state) != set(self.state_dict()):
-            raise ValueError(f"state must hold {sorted(self.state_dict())}, got {sorted(state)}")
+        if not isinstance(state, Mapping) or set(state) != set(self.state_dict()):
+            got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(f"state must hold {sorted(self.state_dict())}, got {got}")
         self.buffer.load_state_dict(state["buffer"])
         if "sampler" in state:
             self.sampler.load_state_dict(state["sampler"])

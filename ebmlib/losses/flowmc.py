@@ -159,7 +159,7 @@ class FlowEBMLoss:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` of a loss with the same method, pool shape and flow."""
-        if set(state) != set(self.state_dict()) or state["method"] != self.method:
+        if not isinstance(state, Mapping) or set(state) != set(self.state_dict()) or state["method"] != self.method:
             raise ValueError(f"state must be that of a {self.method!r} FlowEBMLoss, with keys "
                              f"{sorted(self.state_dict())}")
         if state["pool"].shape != self.pool.shape or state["pool"].dtype != self.pool.dtype:

@@ -85,6 +85,8 @@ class ReplayBuffer:
 
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
         """Copy the states of a :meth:`state_dict` into the buffer (same capacity, event shape and dtype)."""
+        if not isinstance(state, Mapping) or not isinstance(state.get("states"), Tensor):
+            raise ValueError(f"state must be a ReplayBuffer.state_dict(), got {type(state).__name__}")
         states = state["states"]
         if states.shape != self.states.shape or states.dtype != self.states.dtype:
             raise ValueError(f"state['states'] must be a {self.states.dtype} tensor of shape "

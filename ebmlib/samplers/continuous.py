@@ -32,6 +32,8 @@ def langevin_update(x: Tensor, grad: Tensor, step_size: float, noise_scale: floa
                     clamp: tuple[float, float] | None = None) -> Tensor:
     r"""One Langevin move from a computed gradient: :math:`x' = x - h\,\nabla_x E(x) + \sigma\,\xi`.
 
+    Only metadata and the Python numbers are checked (safe inside sampling loops).
+
     Parameters
     ----------
     x, grad
@@ -42,8 +44,6 @@ def langevin_update(x: Tensor, grad: Tensor, step_size: float, noise_scale: floa
         :math:`\sigma \ge 0`; :math:`\sqrt{2h}` targets :math:`p \propto e^{-E}`, 0 is gradient descent.
     clamp
         ``(lo, hi)``: clamp every coordinate after the move.
-
-    Only metadata and the Python numbers are checked (safe inside sampling loops).
     """
     check_tensor(x, "x", min_ndim=1, floating=True, finite=False)
     check_tensor(grad, "grad", shape=tuple(x.shape), finite=False)
