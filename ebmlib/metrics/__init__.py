@@ -2,7 +2,7 @@
 
 * :mod:`~ebmlib.metrics.samples` — MMD, TV, KL, mode weights, coupling errors, Fréchet distances;
 * :mod:`~ebmlib.metrics.graphs` — GraphRNN's degree, clustering and orbit MMD;
-* :mod:`~ebmlib.metrics.mcmc` — split-R̂;
+* :mod:`~ebmlib.metrics.mcmc` — split-R̂ and mode switches of chains;
 * :mod:`~ebmlib.metrics.likelihood` — importance sampling and AIS estimates of ``log Z``;
 * :mod:`~ebmlib.metrics.prediction` — the predictors of joint EBMs and their accuracy;
 * :mod:`~ebmlib.metrics.tabular` — train-synthetic-test-real AUC;
@@ -26,6 +26,7 @@ from ebmlib.metrics.likelihood import (
     importance_log_partition,
 )
 from ebmlib.metrics.mcmc import (
+    mode_switches,
     split_rhat,
 )
 from ebmlib.metrics.prediction import (
@@ -77,6 +78,7 @@ __all__ = [
     "orbit_statistic",
     "graph_mmd",
     "split_rhat",
+    "mode_switches",
     "importance_log_partition",
     "CodeKernelDensity",
     "ais_log_partition",
