@@ -1,8 +1,8 @@
 """Graphs as data: Ego-small-like ego networks, the Citeseer loader, and adjacency bits.
 
 A graph on at most ``n`` nodes is stored as the ``n (n - 1) / 2`` bits of the strict upper triangle of its
-adjacency matrix (:func:`~ebmlib.data.graphs_to_bits`), row by row; :func:`~ebmlib.data.node_pair_mask` marks the bits among the first
-``n_b`` nodes of graph ``b``, the pairs its node set allows.
+adjacency matrix (:func:`~ebmlib.data.graphs_to_bits`), row by row; :func:`~ebmlib.data.node_pair_mask` marks the
+bits among the first ``n_b`` nodes of graph ``b``, the pairs its node set allows.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import torch
 from torch import Tensor
 
 from ebmlib.utils import check_binary, check_int, check_probability, check_tensor, read_verified
-
 
 CITESEER_CITES_SHA256: str | None = None
 """SHA-256 of the LINQS ``citeseer.cites`` file. ``None``: no checksum from a reliable source could be read

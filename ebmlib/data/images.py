@@ -11,8 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ebmlib.utils import check_int, check_positive, check_probability, check_tensor, read_verified
-
+from ebmlib.utils import check_int, check_probability, check_tensor, read_verified
 
 LOGIT_ALPHA = 1e-6
 """``α`` of the logit transform (App. B.2.1)."""
@@ -99,7 +98,8 @@ def render_ellipses(scale: Tensor, orientation: Tensor, pos_x: Tensor, pos_y: Te
     Parameters
     ----------
     scale, orientation, pos_x, pos_y
-        ``(N,)`` integer indices into :data:`~ebmlib.data.ELLIPSE_SCALES`, :data:`~ebmlib.data.ELLIPSE_ORIENTATIONS` and ``0..31``.
+        ``(N,)`` integer indices into :data:`~ebmlib.data.ELLIPSE_SCALES`,
+        :data:`~ebmlib.data.ELLIPSE_ORIENTATIONS` and ``0..31``.
     """
     check_int(size, "size", minimum=4)
     check_int(supersample, "supersample", minimum=1)
@@ -215,5 +215,6 @@ def load_mnist(root: str | Path, split: str = "train", *,
 
 
 def preprocess(levels: Tensor, n_levels: int, *, generator: torch.Generator | None = None) -> Tensor:
-    """:func:`~ebmlib.data.dequantise` then :func:`~ebmlib.data.logit_transform`, flattened: ``(N, ...)`` levels to ``(N, D)`` floats."""
+    """:func:`~ebmlib.data.dequantise` then :func:`~ebmlib.data.logit_transform`, flattened: ``(N, ...)`` levels to
+    ``(N, D)`` floats."""
     return logit_transform(dequantise(levels, n_levels, generator=generator)).flatten(1)

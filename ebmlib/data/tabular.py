@@ -16,7 +16,6 @@ from torch import Tensor
 
 from ebmlib.utils import check_int, check_probability, check_tensor, read_verified
 
-
 RING_CLASSES = (4, 16)
 """Class counts of the ring table's categorical columns (ring label, then colour)."""
 

@@ -1,8 +1,9 @@
 """2-D toy densities: samplers, exact log-densities where analytic, and the mixtures' mode centres.
 
-:func:`~ebmlib.data.sample_toy` draws from the toy densities of FFJORD / Gibbs-with-Gradients (:data:`~ebmlib.data.TOY_NAMES`);
-:func:`~ebmlib.data.toy_log_prob` is the exact log-density where analytic; :func:`~ebmlib.data.toy_mode_centres` the mixture means. All
-random draws use an optional CPU :class:`torch.Generator`, so results are reproducible on any device.
+:func:`~ebmlib.data.sample_toy` draws from the toy densities of FFJORD / Gibbs-with-Gradients
+(:data:`~ebmlib.data.TOY_NAMES`); :func:`~ebmlib.data.toy_log_prob` is the exact log-density where analytic;
+:func:`~ebmlib.data.toy_mode_centres` the mixture means. All random draws use an optional CPU
+:class:`torch.Generator`, so results are reproducible on any device.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import torch
 from torch import Tensor
 
 from ebmlib.utils import check_float_dtype, check_int, check_tensor
-
 
 TOY_NAMES = ("2spirals", "8gaussians", "circles", "moons", "pinwheel", "swissroll", "checkerboard", "rings",
              "9gaussians")
