@@ -6,9 +6,13 @@
 * :mod:`~ebmlib.metrics.likelihood` — importance sampling and AIS estimates of ``log Z``;
 * :mod:`~ebmlib.metrics.prediction` — the predictors of joint EBMs and their accuracy;
 * :mod:`~ebmlib.metrics.tabular` — train-synthetic-test-real AUC;
-* :mod:`~ebmlib.metrics.images` — Inception FID.
+* :mod:`~ebmlib.metrics.images` — Inception FID;
+* :mod:`~ebmlib.metrics.calibration` — expected calibration error.
 """
 
+from ebmlib.metrics.calibration import (
+    expected_calibration_error,
+)
 from ebmlib.metrics.graphs import (
     N_ORBITS,
     clustering_histogram,
@@ -87,4 +91,5 @@ __all__ = [
     "attribute_accuracy",
     "tstr_auc",
     "inception_fid",
+    "expected_calibration_error",
 ]
