@@ -1,9 +1,9 @@
 """Evaluation: sample metrics, graph statistics, MCMC diagnostics, likelihood estimators, predictors.
 
 * :mod:`~ebmlib.metrics.samples` — MMD, TV, KL, mode weights, coupling errors, Fréchet distances;
-* :mod:`~ebmlib.metrics.graphs` — GraphRNN's degree, clustering and orbit MMD;
+* :mod:`~ebmlib.metrics.graphs` — GraphRNN's degree, clustering and orbit MMD, hubs, a scorecard of samples;
 * :mod:`~ebmlib.metrics.mcmc` — split-R̂ and mode switches of chains;
-* :mod:`~ebmlib.metrics.likelihood` — importance sampling and AIS estimates of ``log Z``;
+* :mod:`~ebmlib.metrics.likelihood` — importance sampling and AIS estimates of ``log Z``, pseudo-log-likelihood;
 * :mod:`~ebmlib.metrics.prediction` — the predictors of joint EBMs and their accuracy;
 * :mod:`~ebmlib.metrics.tabular` — train-synthetic-test-real AUC;
 * :mod:`~ebmlib.metrics.images` — Inception FID;
@@ -18,8 +18,10 @@ from ebmlib.metrics.graphs import (
     clustering_histogram,
     degree_histogram,
     graph_mmd,
+    has_hub,
     orbit_counts,
     orbit_statistic,
+    score_graph_samples,
 )
 from ebmlib.metrics.images import (
     inception_fid,
@@ -28,6 +30,7 @@ from ebmlib.metrics.likelihood import (
     CodeKernelDensity,
     ais_log_partition,
     importance_log_partition,
+    pseudo_log_likelihood,
 )
 from ebmlib.metrics.mcmc import (
     mode_switches,
@@ -81,11 +84,14 @@ __all__ = [
     "orbit_counts",
     "orbit_statistic",
     "graph_mmd",
+    "has_hub",
+    "score_graph_samples",
     "split_rhat",
     "mode_switches",
     "importance_log_partition",
     "CodeKernelDensity",
     "ais_log_partition",
+    "pseudo_log_likelihood",
     "predict_energy",
     "predict_sample",
     "attribute_accuracy",
