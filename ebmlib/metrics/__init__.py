@@ -7,11 +7,17 @@
 * :mod:`~ebmlib.metrics.prediction` — the predictors of joint EBMs and their accuracy;
 * :mod:`~ebmlib.metrics.tabular` — train-synthetic-test-real AUC;
 * :mod:`~ebmlib.metrics.images` — Inception FID;
-* :mod:`~ebmlib.metrics.calibration` — expected calibration error.
+* :mod:`~ebmlib.metrics.calibration` — expected calibration error;
+* :mod:`~ebmlib.metrics.densities` — a model on the plane by quadrature: decoded log-densities, mode weights.
 """
 
 from ebmlib.metrics.calibration import (
     expected_calibration_error,
+)
+from ebmlib.metrics.densities import (
+    PointCode,
+    decoded_log_density,
+    energy_mode_weights,
 )
 from ebmlib.metrics.graphs import (
     N_ORBITS,
@@ -98,4 +104,7 @@ __all__ = [
     "tstr_auc",
     "inception_fid",
     "expected_calibration_error",
+    "PointCode",
+    "decoded_log_density",
+    "energy_mode_weights",
 ]
