@@ -173,7 +173,7 @@ class GWGBinarySampler:
 
     The form a sampler takes inside :class:`~ebmlib.losses.PersistentContrastiveDivergence`: it returns only
     the new states ``(B, d)`` and keeps the per-chain acceptance rate ``(B,)`` of the latest call in
-    :attr:`acceptance_rate`, for logging.
+    ``acceptance_rate``, for logging.
 
     Parameters
     ----------
