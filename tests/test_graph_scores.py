@@ -98,3 +98,7 @@ def test_score_graph_samples_matches_graph_mmd_and_counts():
     assert scores["share with a hub"] == pytest.approx(12 / 14)  # every ego graph has its ego as a hub
     empty = score_graph_samples(torch.zeros(2, 3), torch.tensor([2, 3]), reference)
     assert math.isnan(empty["avg"]) and empty["empty graphs"] == 2 and empty["share with a hub"] == 0.0
+    with pytest.raises(ValueError, match="reference"):
+        score_graph_samples(torch.zeros(2, 3), torch.tensor([2, 3]), [])
+    with pytest.raises(ValueError, match="reference"):
+        score_graph_samples(torch.zeros(2, 3), torch.tensor([2, 3]), [nx.DiGraph()])

@@ -74,6 +74,8 @@ def test_flow_ebm_loss_from_flow_starts_each_method_from_its_pool():
         FlowEBMLoss.from_flow("flowmc", object(), **common)
     with pytest.raises(ValueError, match="uniform_lim"):
         FlowEBMLoss.from_flow("ula", flow, uniform_lim=-1.0, **common)
+    with pytest.raises(ValueError, match="uniform_lim"):
+        FlowEBMLoss.from_flow("flowmc", flow, uniform_lim=4.0, **common)
     with pytest.raises(ValueError, match="pool_size"):
         FlowEBMLoss.from_flow("ula", flow, **common | dict(pool_size=0))
     with pytest.raises(ValueError, match="lr"):

@@ -122,6 +122,8 @@ class FlowEBMLoss:
             if not hasattr(flow, attribute):
                 raise ValueError(f"flow must have dim, base_std, sample() and parameters(), like RealNVP; "
                                  f"{type(flow).__name__} lacks {attribute}")
+        if uniform_lim is not None and method != "ula":
+            raise ValueError(f"uniform_lim sets the start of ULA chains only; method {method!r} starts from the flow")
         check_int(pool_size, "pool_size", minimum=1)
         optimizer = torch.optim.Adam(flow.parameters(), lr=check_positive(lr, "lr"))
         device = flow.base_std.device

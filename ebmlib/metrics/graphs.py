@@ -237,6 +237,10 @@ def score_graph_samples(bits: Tensor, node_counts: Tensor, reference: Sequence[n
         Non-empty networkx graphs, e.g. held-out test graphs.
     """
     _, mask = _check_bits_in_node_sets(bits, node_counts)
+    if len(reference) == 0:
+        raise ValueError("reference must hold at least one graph")
+    for i, graph in enumerate(reference):
+        check_graph(graph, f"reference[{i}]")
     generated = [g for g in bits_to_graphs(bits.cpu(), max_nodes_of_bits(bits)) if g.number_of_nodes() > 0]
     mmds = {stat: graph_mmd(generated, reference, stat) if generated else float("nan") for stat in _STATISTICS}
     return {**mmds, "avg": sum(mmds.values()) / len(mmds), "empty graphs": len(bits) - len(generated),
