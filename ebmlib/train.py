@@ -1,17 +1,18 @@
-"""A generic training loop for energy-based models, with EMA, progress bar, warm-up and checkpoints, and the
-training protocols several chapters share (a mixed-table energy, a feature classifier, the TSTR comparison, the
-couplings of an Ising model).
+"""A generic training loop for energy-based models, with EMA, progress bar, warm-up and resumable runs, and
+the training protocols several chapters share (a mixed-table energy, a feature classifier, the TSTR comparison,
+the couplings of an Ising model).
 
 The loop knows nothing about a particular objective: it takes ``loss_fn(model, batch)`` (for instance a
 :class:`~ebmlib.losses.PersistentContrastiveDivergence`, which owns its sampler and replay buffer) and a
-``next_batch()`` function that supplies data.
+``next_batch()`` function that supplies data. Given a ``run_dir``, :func:`~ebmlib.train.fit` checkpoints
+everything the run needs to continue (:mod:`ebmlib.checkpoint`) and, started again, continues from there.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from ebmlib.checkpoint import restore_run, save_run
+from ebmlib.fingerprint import describe_config, unsaved_state
 from ebmlib.losses.tabular import mixed_noise
 from ebmlib.metrics.samples import log_rmse
 from ebmlib.metrics.tabular import tstr_auc
@@ -41,36 +44,74 @@ class TrainResult:
     ----------
     history
         ``history["iteration"]`` and, at the same positions, ``history["loss"]`` and every diagnostic the loss
-        returned, recorded every ``log_every`` iterations.
+        returned, recorded every ``log_every`` iterations and at the last one.
     seconds
-        Wall-clock training time.
+        Wall-clock training time, summed over the sessions of a resumed run, without checkpoint writes.
     ema
         The exponential moving average of the parameters (``ema.module`` is a model), or ``None``.
+    resumed_from
+        The iteration this call continued from (0 for a fresh run; ``n_iters`` if the run had finished).
+    checkpoint_seconds
+        Time this call spent writing checkpoints.
     """
 
     history: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
     ema: AveragedModel | None = None
+    resumed_from: int = 0
+    checkpoint_seconds: float = 0.0
 
 
-def tensor_batches(data: Tensor, batch_size: int, *, generator: torch.Generator | None = None) -> Callable[[], Tensor]:
+class TensorBatches:
+    """``next_batch()`` drawing minibatches of ``data`` (shape ``(N, *event)``) epoch by epoch.
+
+    Each epoch visits a fresh random permutation (drawn from ``generator``, default the global one), in
+    ``N // batch_size`` batches. The batches left in the current epoch are state: :meth:`state_dict` saves them
+    (and the generator's state), so that a resumed run sees the same batches.
+    """
+
+    def __init__(self, data: Tensor, batch_size: int, *, generator: torch.Generator | None = None) -> None:
+        check_tensor(data, "data", min_ndim=1)
+        check_int(batch_size, "batch_size", minimum=1)
+        if batch_size > data.shape[0]:
+            raise ValueError(f"batch_size must be <= len(data)={data.shape[0]}, got {batch_size}")
+        self.data, self.batch_size, self.generator = data, batch_size, generator
+        self._order: list[Tensor] = []
+
+    def __call__(self) -> Tensor:
+        if not self._order:
+            perm = torch.randperm(self.data.shape[0], generator=self.generator).to(self.data.device)
+            self._order.extend(perm.split(self.batch_size)[: self.data.shape[0] // self.batch_size])
+        return self.data[self._order.pop(0)]
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The indices of the batches left in this epoch, ``(n_left, batch_size)``, and the generator's state."""
+        order = torch.stack(self._order).cpu() if self._order else torch.empty(0, self.batch_size, dtype=torch.long)
+        state = {"order": order}
+        if self.generator is not None:
+            state["generator"] = self.generator.get_state()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Restore a :meth:`state_dict`."""
+        order = state["order"]
+        if order.ndim != 2 or order.shape[1] != self.batch_size or (order.numel() and order.max() >= len(self.data)):
+            raise ValueError(f"state['order'] must index batches of {self.batch_size} of {len(self.data)} rows")
+        if ("generator" in state) != (self.generator is not None):
+            raise ValueError("state and batches disagree on whether a generator is used")
+        self._order = list(order.to(self.data.device).unbind(0))
+        if self.generator is not None:
+            self.generator.set_state(state["generator"])
+
+
+def tensor_batches(data: Tensor, batch_size: int, *, generator: torch.Generator | None = None) -> TensorBatches:
     """Return ``next_batch()`` drawing minibatches of ``data`` (shape ``(N, *event)``) epoch by epoch.
 
-    Each epoch visits a fresh random permutation; the indices are drawn on the data's device.
+    Each epoch visits a fresh random permutation; the indices are drawn on the CPU and moved to the data's
+    device. The result is a :class:`~ebmlib.train.TensorBatches`, whose position :func:`~ebmlib.train.fit`
+    checkpoints.
     """
-    check_tensor(data, "data", min_ndim=1)
-    check_int(batch_size, "batch_size", minimum=1)
-    if batch_size > data.shape[0]:
-        raise ValueError(f"batch_size must be <= len(data)={data.shape[0]}, got {batch_size}")
-    order: list[Tensor] = []
-
-    def next_batch() -> Tensor:
-        if not order:
-            perm = torch.randperm(data.shape[0], generator=generator).to(data.device)
-            order.extend(perm.split(batch_size)[: data.shape[0] // batch_size])
-        return data[order.pop(0)]
-
-    return next_batch
+    return TensorBatches(data, batch_size, generator=generator)
 
 
 def fit(
@@ -85,10 +126,13 @@ def fit(
     grad_clip: float | None = None,
     log_every: int = 10,
     callback: Callable[[int, nn.Module], None] | None = None,
+    run_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    stateful: Mapping[str, Any] | None = None,
     progress: bool = True,
     desc: str = "training",
 ) -> TrainResult:
-    """Minimise ``loss_fn(model, next_batch())`` for ``n_iters`` iterations.
+    """Minimise ``loss_fn(model, next_batch())`` for ``n_iters`` iterations, resumably if given ``run_dir``.
 
     Parameters
     ----------
@@ -112,7 +156,27 @@ def fit(
         Record the loss and diagnostics every this many iterations (each record reads values back from the
         device once, so it is not done every step); a non-finite loss raises ``RuntimeError`` there.
     callback
-        ``callback(iteration, model)`` after every optimiser step, e.g. to snapshot densities.
+        ``callback(iteration, model)`` after every optimiser step, e.g. to snapshot densities or
+        :func:`~ebmlib.train.linear_warmup`.
+    run_dir
+        A directory for this run's checkpoint (one run per directory). Every ``checkpoint_every`` iterations
+        and at the end, ``fit`` saves the model, optimiser, EMA, the ``state_dict()`` of ``loss_fn``,
+        ``next_batch``, ``callback`` and ``stateful`` where they have one (replay buffers, persistent chains,
+        flows, adapted step sizes, data order), every random generator (:func:`~ebmlib.checkpoint.rng_state`),
+        the iteration, the history and the training time, atomically (:func:`~ebmlib.checkpoint.save_checkpoint`).
+        Called again with the same directory and configuration, ``fit`` loads that checkpoint and continues:
+        on the CPU the result equals an uninterrupted run's bit for bit, and a finished run returns at once
+        with its model, EMA and history (the random generators are left where the finished run left them).
+        A checkpoint of another configuration (:func:`~ebmlib.fingerprint.describe_config` of the model,
+        optimiser, loss, batches and settings; ``n_iters`` may grow) raises ``ValueError``, as does a
+        ``loss_fn``, ``next_batch`` or ``callback`` that closes over a stateful object not saved with the run
+        (pass it in ``stateful``). :func:`~ebmlib.checkpoint.run_progress` tells a finished run from an
+        unfinished one without loading it.
+    checkpoint_every
+        Iterations between checkpoints; default ``max(1, n_iters // 100)``.
+    stateful
+        Further objects with ``state_dict()`` and ``load_state_dict()`` to checkpoint, by name: e.g. a loss
+        that ``loss_fn`` wraps, a learning-rate scheduler stepped by ``callback``, a recorder of results.
     progress
         Show a tqdm progress bar.
     desc
@@ -127,11 +191,18 @@ def fit(
     ema = None
     if ema_decay is not None:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(check_probability(ema_decay, "ema_decay")))
-
     result = TrainResult(ema=ema)
-    start = time.perf_counter()
-    bar = tqdm(range(1, n_iters + 1), desc=desc, disable=not progress, mininterval=1.0)
+    checkpoint = None
+    if run_dir is not None:
+        every = max(1, n_iters // 100) if checkpoint_every is None else check_int(checkpoint_every, "checkpoint_every",
+                                                                                   minimum=1)
+        settings = {"ema_decay": ema_decay, "grad_clip": grad_clip, "log_every": log_every}
+        checkpoint = _resume(Path(run_dir), result, n_iters, settings, model=model, optimizer=optimizer, ema=ema,
+                             loss_fn=loss_fn, next_batch=next_batch, callback=callback, stateful=stateful)
+    bar = tqdm(range(result.resumed_from + 1, n_iters + 1), desc=desc, disable=not progress, mininterval=1.0,
+               initial=result.resumed_from, total=n_iters)
     for iteration in bar:
+        start = time.perf_counter()
         out = loss_fn(model, next_batch())
         loss, logs = out if isinstance(out, tuple) else (out, {})
         optimizer.zero_grad(set_to_none=True)
@@ -146,8 +217,45 @@ def fit(
             bar.set_postfix(loss=f"{result.history['loss'][-1]:.4g}", refresh=False)
         if callback is not None:
             callback(iteration, model)
-    result.seconds = time.perf_counter() - start
+        result.seconds += time.perf_counter() - start
+        if checkpoint is not None and (iteration % every == 0 or iteration == n_iters):
+            checkpoint(iteration)
     return result
+
+
+def _resume(run_dir: Path, result: TrainResult, n_iters: int, settings: dict[str, Any], *, model: nn.Module,
+            optimizer: torch.optim.Optimizer, ema: AveragedModel | None, loss_fn: Any, next_batch: Any, callback: Any,
+            stateful: Mapping[str, Any] | None) -> Callable[[int], None]:
+    """Restore :func:`fit`'s run from ``run_dir`` into the objects and ``result`` (if it holds a checkpoint)
+    and return ``checkpoint(iteration)``, which saves it there."""
+    extra = dict(stateful or {})
+    for name, obj in extra.items():
+        if not (hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict")):
+            raise ValueError(f"stateful[{name!r}] must have state_dict() and load_state_dict(), got {type(obj)}")
+    roots = {"loss_fn": loss_fn, "next_batch": next_batch, "callback": callback}
+    parts = {"model": model, "optimizer": optimizer, "ema": ema, **roots,
+             **{f"stateful.{k}": v for k, v in extra.items()}}
+    parts = {name: obj for name, obj in parts.items() if hasattr(obj, "state_dict")}
+    hidden = unsaved_state(roots, parts.values())
+    if hidden:
+        raise ValueError(f"state that a checkpoint would miss: {', '.join(hidden)}; give the object itself as "
+                         "loss_fn, next_batch or callback, or pass it in stateful={name: object}")
+    config = describe_config({"model": model, "optimizer": optimizer, "loss_fn": loss_fn, "next_batch": next_batch,
+                              "settings": settings})
+    restored = restore_run(run_dir, parts, n_iters=n_iters, config=config)
+    if restored is not None:
+        result.resumed_from, saved = restored
+        result.history = {k: v.tolist() for k, v in saved["history"].items()}
+        result.seconds = saved["seconds"]
+
+    def checkpoint(iteration: int) -> None:
+        start = time.perf_counter()
+        history = {k: torch.tensor(v, dtype=torch.float64) for k, v in result.history.items()}
+        save_run(run_dir, parts, iteration=iteration, n_iters=n_iters, config=config,
+                 extra={"history": history, "seconds": result.seconds})
+        result.checkpoint_seconds += time.perf_counter() - start
+
+    return checkpoint
 
 
 def _record(history: dict[str, list[float]], iteration: int, loss: Tensor, logs: dict[str, Tensor]) -> None:
@@ -157,33 +265,6 @@ def _record(history: dict[str, list[float]], iteration: int, loss: Tensor, logs:
     history.setdefault("iteration", []).append(float(iteration))
     for key, value in values.items():
         history.setdefault(key, []).append(value)
-
-
-def save_checkpoint(
-    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, **extra: Any
-) -> None:
-    """Save the model (and optimiser) state and plain-Python ``extra`` values (numbers, strings, lists)."""
-    state = {"model": model.state_dict(), "extra": extra}
-    if optimizer is not None:
-        state["optimizer"] = optimizer.state_dict()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-
-
-def load_checkpoint(
-    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, map_location: Any = None
-) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`~ebmlib.train.save_checkpoint` into ``model`` (and ``optimizer``).
-
-    Loads with ``weights_only=True``, so a checkpoint cannot execute code. Returns the ``extra`` values.
-    """
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    model.load_state_dict(state["model"])
-    if optimizer is not None:
-        if "optimizer" not in state:
-            raise ValueError(f"optimizer given but the checkpoint {path} holds no optimizer state")
-        optimizer.load_state_dict(state["optimizer"])
-    return state["extra"]
 
 
 def linear_warmup(optimizer: torch.optim.Optimizer, n_warmup: int) -> Callable[[int, nn.Module], None]:

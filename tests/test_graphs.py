@@ -1,6 +1,9 @@
 import hashlib
 import itertools
 import math
+import os
+import pickle
+from collections import defaultdict
 
 import matplotlib.pyplot as plt
 import networkx as nx
@@ -10,7 +13,6 @@ import torch
 from matplotlib.figure import Figure
 
 from ebmlib.data import (
-    CITESEER_CITES_SHA256,
     bits_to_adjacency,
     bits_to_graphs,
     citation_like_graph,
@@ -81,54 +83,55 @@ def test_ego_graphs_reject_bad_arguments(bad):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Loader (fixture file, real format: "cited citing" with string ids)
+# Loader (fixture file in the real format: Planetoid's pickled dict of adjacency lists, Python 2 protocol)
 # ---------------------------------------------------------------------------------------------------------
-CITES = """hub a
-hub b
-hub c
-hub d
-a b
-a a
-d e
-d f
-d g
-z z1
-z z2
-z z3
-"""
+# hub=0 cites a, b, c, d (1-4); a cites b and itself; d cites e, f, g (5-7); z=8 and its three neighbours form
+# a smaller component.
+ADJACENCY = {0: [1, 2, 3, 4], 1: [2, 1], 4: [5, 6, 7], 8: [9, 10, 11]}
 
 
-def write_cites(tmp_path, text=CITES):
-    path = tmp_path / "citeseer.cites"
-    path.write_text(text)
-    return hashlib.sha256(text.encode()).hexdigest()
+def write_planetoid(tmp_path, adjacency=ADJACENCY):
+    raw = pickle.dumps(defaultdict(list, adjacency), protocol=2)
+    (tmp_path / "ind.citeseer.graph").write_bytes(raw)
+    return hashlib.sha256(raw).hexdigest()
 
 
 def test_load_citeseer_ego_reads_the_largest_component_and_checks_the_checksum(tmp_path):
-    digest = write_cites(tmp_path)
+    digest = write_planetoid(tmp_path)
     graphs = load_citeseer_ego(tmp_path, n_graphs=2, seed=0, expected_sha256=digest)
-    # Eligible centres (ego graph with 4-18 nodes) in the largest component: "hub" and "d"; "z" lies in a
-    # smaller component, and the self-citation "a a" is dropped.
+    # Eligible centres (ego graph with 4-18 nodes) in the largest component: the hub and d; z lies in a
+    # smaller component, and the self-citation of a is dropped.
     assert sorted((g.number_of_nodes(), g.number_of_edges()) for g in graphs) == [(5, 4), (5, 5)]
     assert all(nx.number_of_selfloops(g) == 0 for g in graphs)
     with pytest.raises(ValueError, match="n_graphs=3: only 2"):
         load_citeseer_ego(tmp_path, n_graphs=3, seed=0, expected_sha256=digest.upper())
 
 
+class _RunsCode:
+    """An object whose unpickling would create a folder: what a hostile download could do."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.target),)
+
+
 def test_load_citeseer_ego_rejects_bad_files_and_checksums(tmp_path):
-    digest = write_cites(tmp_path)
-    with pytest.raises(ValueError, match=r"citeseer\.cites: SHA-256 .* does not match"):
+    digest = write_planetoid(tmp_path)
+    with pytest.raises(ValueError, match=r"ind\.citeseer\.graph: SHA-256 .* does not match"):
         load_citeseer_ego(tmp_path, n_graphs=1, seed=0, expected_sha256="0" * 64)
-    if CITESEER_CITES_SHA256 is None:
-        with pytest.raises(ValueError, match="expected_sha256"):
-            load_citeseer_ego(tmp_path, n_graphs=1, seed=0)
-    with pytest.raises(FileNotFoundError, match="citeseer.tgz"):
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_citeseer_ego(tmp_path, n_graphs=1, seed=0)  # the fixture is not the pinned Citeseer file
+    with pytest.raises(FileNotFoundError, match="root=None"):
         load_citeseer_ego(tmp_path / "missing", n_graphs=1, seed=0, expected_sha256=digest)
-    digest = write_cites(tmp_path, CITES + "x y z\n")
-    with pytest.raises(ValueError, match="line 13"):
-        load_citeseer_ego(tmp_path, n_graphs=1, seed=0, expected_sha256=digest)
-    digest = write_cites(tmp_path, "a a\n\n")
-    with pytest.raises(ValueError, match="citeseer.cites holds no citations"):
+    raw = pickle.dumps({0: [_RunsCode(tmp_path / "pwned")]}, protocol=2)
+    (tmp_path / "ind.citeseer.graph").write_bytes(raw)
+    with pytest.raises(ValueError, match="not a pickled dict of adjacency lists"):
+        load_citeseer_ego(tmp_path, n_graphs=1, seed=0, expected_sha256=hashlib.sha256(raw).hexdigest())
+    assert not (tmp_path / "pwned").exists()
+    digest = write_planetoid(tmp_path, {0: [0], 1: [1]})
+    with pytest.raises(ValueError, match="ind.citeseer.graph holds no citations"):
         load_citeseer_ego(tmp_path, n_graphs=1, seed=0, expected_sha256=digest)
 
 

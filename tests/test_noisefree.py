@@ -375,5 +375,5 @@ def test_inception_fid_without_its_packages_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchmetrics", None)
     monkeypatch.setitem(sys.modules, "torchmetrics.image", None)
     monkeypatch.setitem(sys.modules, "torchmetrics.image.fid", None)
-    with pytest.raises(ImportError, match=r"ebmlib\[fid\]"):
+    with pytest.raises(ImportError, match=r"ebmlib\[full\]"):
         inception_fid(torch.rand(4, 1, 8, 8) * 2 - 1, torch.rand(4, 1, 8, 8) * 2 - 1)

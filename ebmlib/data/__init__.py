@@ -1,4 +1,4 @@
-"""Data sets and encodings, every one generated or shipped with a package, or loaded from checksum-verified files.
+"""Data sets and encodings, every one generated, shipped with a package, or fetched on first use and checksum-verified.
 
 * :mod:`~ebmlib.data.toys` — 2-D toy densities and their exact log-densities;
 * :mod:`~ebmlib.data.codes` — ``{0, 1}^d`` enumeration, Gray and base-``q`` codes, categorical codes;
@@ -7,7 +7,8 @@
 * :mod:`~ebmlib.data.graphs` — ego graphs, Citeseer, adjacency bits;
 * :mod:`~ebmlib.data.images` — digits, ellipses, MNIST, dequantisation and logit transform;
 * :mod:`~ebmlib.data.tabular` — the ring table, penguins, Adult;
-* :mod:`~ebmlib.data.mixtures` — the Gaussian mixtures and rings of the flowMC-EBM paper.
+* :mod:`~ebmlib.data.mixtures` — the Gaussian mixtures and rings of the flowMC-EBM paper;
+* :mod:`~ebmlib.data.fetch` — the download cache (``EBMLIB_DATA``): the files ``full`` scale fetches, from where.
 """
 
 from ebmlib.data.codes import (
@@ -20,9 +21,14 @@ from ebmlib.data.codes import (
     check_classes,
     check_codes,
 )
+from ebmlib.data.fetch import (
+    REMOTE_FILES,
+    RemoteFile,
+    data_home,
+    fetch_dataset,
+    remote_file,
+)
 from ebmlib.data.graphs import (
-    CITESEER_CITES_SHA256,
-    CITESEER_URL,
     bits_to_adjacency,
     bits_to_graphs,
     check_graph,
@@ -42,7 +48,6 @@ from ebmlib.data.images import (
     ELLIPSE_SCALES,
     LOGIT_ALPHA,
     MNIST_FILES,
-    MNIST_SHA256,
     dequantise,
     ellipse_dataset,
     inverse_logit_transform,
@@ -78,7 +83,6 @@ from ebmlib.data.tabular import (
     ADULT_CATEGORICAL,
     ADULT_COLUMNS,
     ADULT_NUMERIC,
-    ADULT_SHA256,
     PENGUIN_CATEGORICAL,
     PENGUIN_NUMERIC,
     RING_CLASSES,
@@ -100,6 +104,11 @@ from ebmlib.data.toys import (
 )
 
 __all__ = [
+    "RemoteFile",
+    "REMOTE_FILES",
+    "data_home",
+    "remote_file",
+    "fetch_dataset",
     "TOY_NAMES",
     "ANALYTIC_TOY_NAMES",
     "sample_toy",
@@ -124,8 +133,6 @@ __all__ = [
     "all_configurations",
     "free_columns",
     "IsingLattice",
-    "CITESEER_CITES_SHA256",
-    "CITESEER_URL",
     "citation_like_graph",
     "ego_graphs",
     "load_citeseer_ego",
@@ -149,7 +156,6 @@ __all__ = [
     "render_ellipses",
     "ellipse_dataset",
     "MNIST_FILES",
-    "MNIST_SHA256",
     "read_idx",
     "load_mnist",
     "preprocess",
@@ -164,7 +170,6 @@ __all__ = [
     "ADULT_COLUMNS",
     "ADULT_NUMERIC",
     "ADULT_CATEGORICAL",
-    "ADULT_SHA256",
     "load_adult",
     "split_rows",
     "HIGH_DIM_A",

@@ -1,4 +1,4 @@
-"""Graphs as data: Ego-small-like ego networks, the Citeseer loader, and adjacency bits.
+"""Graphs as data: Ego-small-like ego networks, Ego-small from Citeseer (fetched on first use), adjacency bits.
 
 A graph on at most ``n`` nodes is stored as the ``n (n - 1) / 2`` bits of the strict upper triangle of its
 adjacency matrix (:func:`~ebmlib.data.graphs_to_bits`), row by row; :func:`~ebmlib.data.node_pair_mask` marks the
@@ -7,7 +7,9 @@ bits among the first ``n_b`` nodes of graph ``b``, the pairs its node set allows
 
 from __future__ import annotations
 
+import io
 import math
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,15 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ebmlib.data.fetch import fetch_dataset, remote_file
 from ebmlib.utils import check_binary, check_int, check_probability, check_tensor, read_verified
-
-CITESEER_CITES_SHA256: str | None = None
-"""SHA-256 of the LINQS ``citeseer.cites`` file. ``None``: no checksum from a reliable source could be read
-when this was written, so :func:`~ebmlib.data.load_citeseer_ego` needs ``expected_sha256`` until one is pinned here."""
-
-
-CITESEER_URL = "https://linqs-data.soe.ucsc.edu/public/lbc/citeseer.tgz"
-"""Where the LINQS Citeseer archive (``citeseer/citeseer.cites`` inside) is published."""
 
 
 def citation_like_graph(
@@ -119,8 +114,17 @@ def ego_graphs(
     return _sample_egos(citation_like_graph(n_nodes, seed=seed), n_graphs, min_nodes, max_nodes, seed)
 
 
+class _AdjacencyListUnpickler(pickle.Unpickler):
+    """Unpickle only a ``defaultdict`` of ``list`` of ints: the Planetoid graph file, and nothing that runs code."""
+
+    def find_class(self, module: str, name: str) -> type:
+        if (module, name) in {("collections", "defaultdict"), ("__builtin__", "list"), ("builtins", "list")}:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of an adjacency-list file")
+
+
 def load_citeseer_ego(
-    root: str | Path,
+    root: str | Path | None = None,
     *,
     n_graphs: int = 200,
     min_nodes: int = 4,
@@ -128,36 +132,44 @@ def load_citeseer_ego(
     seed: int,
     expected_sha256: str | None = None,
 ) -> list[nx.Graph]:
-    """Ego-small from the real Citeseer citation graph in ``root/citeseer.cites`` (not downloaded here).
+    """Ego-small from the real Citeseer citation graph, as GraphRNN built it.
 
-    Get ``citeseer.tgz`` from :data:`~ebmlib.data.CITESEER_URL` and unpack it; ``citeseer.cites`` holds one citation per
-    line, ``"<cited id> <citing id>"`` with string ids. The file's SHA-256 is checked first, then the graph
-    is read undirected, self-citations are dropped, and the ego graphs are drawn as in :func:`~ebmlib.data.ego_graphs`
-    from its largest connected component (as GraphRNN did). Raises ``ValueError`` (naming the file) when
-    no checksum is given, on a mismatch or a malformed line, and ``FileNotFoundError`` without the file.
+    Reads ``root/ind.citeseer.graph``, the Planetoid copy of Citeseer that GraphRNN used (3,327 papers, node →
+    list of neighbours, pickled by Python 2), after checking its SHA-256; only a dict of integer lists is
+    unpickled. The graph is made undirected without its 124 self-citations, and the ego graphs are drawn as
+    in :func:`~ebmlib.data.ego_graphs` from its largest connected component (2,120 nodes, 3,679 edges), as
+    GraphRNN did; 996 of its nodes have ego graphs of 4–18 nodes.
 
     Parameters
     ----------
     root
-        Folder holding ``citeseer.cites``.
+        Folder holding ``ind.citeseer.graph`` (a local copy); ``None``: the cache of
+        :func:`~ebmlib.data.fetch_dataset`, which downloads the file on first use.
     expected_sha256
-        Hex digest the file must have; default :data:`~ebmlib.data.CITESEER_CITES_SHA256`. While that constant is
-        ``None`` this argument is required: compute the digest of a copy you trust and pin it.
+        Hex digest the file must have; default the pinned one of :data:`~ebmlib.data.REMOTE_FILES`
+        ``["citeseer"]``.
+
+    Raises
+    ------
+    ValueError
+        Naming the file on a checksum mismatch or when it is not an adjacency-list pickle.
+    FileNotFoundError
+        When ``root`` lacks the file.
     """
-    path = Path(root) / "citeseer.cites"
-    expected = expected_sha256 if expected_sha256 is not None else CITESEER_CITES_SHA256
-    if expected is None:
-        raise ValueError("expected_sha256: no checksum is pinned in CITESEER_CITES_SHA256; pass the file's SHA-256")
+    name = "ind.citeseer.graph"
+    path = (fetch_dataset("citeseer") if root is None else Path(root)) / name
+    expected = expected_sha256 if expected_sha256 is not None else remote_file("citeseer", name).sha256
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: unpack {CITESEER_URL} and pass its citeseer/ folder as root")
-    text = read_verified(path, expected).decode()
-    graph = nx.Graph()
-    for number, line in enumerate(text.splitlines(), start=1):
-        ids = line.split()
-        if len(ids) not in (0, 2):
-            raise ValueError(f"{path}, line {number}: expected '<cited> <citing>', got {line!r}")
-        if ids and ids[0] != ids[1]:  # skip blank lines and self-citations
-            graph.add_edge(*ids)
+        raise FileNotFoundError(f"{path} not found: copy Planetoid's {name} into root, or pass root=None to fetch it")
+    raw = read_verified(path, expected)
+    try:
+        adjacency = _AdjacencyListUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError) as error:
+        raise ValueError(f"{path}: not a pickled dict of adjacency lists ({error})") from error
+    if not isinstance(adjacency, dict) or not adjacency:
+        raise ValueError(f"{path}: not a pickled dict of adjacency lists")
+    graph = nx.from_dict_of_lists(adjacency)
+    graph.remove_edges_from(list(nx.selfloop_edges(graph)))
     if graph.number_of_edges() == 0:
         raise ValueError(f"{path} holds no citations")
     largest = graph.subgraph(max(nx.connected_components(graph), key=len))

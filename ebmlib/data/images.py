@@ -1,4 +1,4 @@
-"""Image data: scikit-learn's digits, procedural dSprites-style ellipses, MNIST from IDX files, and the
+"""Image data: scikit-learn's digits, procedural dSprites-style ellipses, MNIST (fetched on first use), and the
 dequantisation and logit transform of Nijkamp/Grathwohl-style image EBMs."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ebmlib.data.fetch import fetch_dataset, remote_file
 from ebmlib.utils import check_int, check_probability, check_tensor, read_verified
 
 LOGIT_ALPHA = 1e-6
@@ -156,15 +157,6 @@ MNIST_FILES = {
 """File names of the images and labels of each split, as published."""
 
 
-MNIST_SHA256 = {
-    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-}
-"""SHA-256 of the four gzipped IDX files distributed by Yann LeCun's page and its mirrors."""
-
-
 def read_idx(data: bytes) -> np.ndarray:
     """Parse an (uncompressed) IDX array of unsigned bytes: magic ``0x0000 08 ndim``, big-endian sizes, data."""
     if len(data) < 4 or data[:3] != b"\x00\x00\x08":
@@ -179,24 +171,26 @@ def read_idx(data: bytes) -> np.ndarray:
 
 def _verified_bytes(path: Path, expected: str | None) -> bytes:
     if not path.exists():
-        raise ValueError(f"root: {path} does not exist; download MNIST's IDX files into root first")
+        raise ValueError(f"root: {path} does not exist; copy MNIST's IDX files into root, or pass root=None to "
+                         "fetch them")
     if expected is None:
         raise ValueError(f"checksums: no SHA-256 given for {path.name}")
     return gzip.decompress(read_verified(path, expected, argument="checksums"))
 
 
-def load_mnist(root: str | Path, split: str = "train", *,
+def load_mnist(root: str | Path | None = None, split: str = "train", *,
                checksums: dict[str, str] | None = None) -> tuple[Tensor, Tensor]:
-    """Load MNIST from the gzipped IDX files in ``root``, verifying each file's SHA-256 first.
+    """Load MNIST from its gzipped IDX files, verifying each file's SHA-256 first.
 
     Parameters
     ----------
     root
-        Folder holding the files named in :data:`~ebmlib.data.MNIST_FILES`.
+        Folder holding the files named in :data:`~ebmlib.data.MNIST_FILES` (a local copy); ``None``: the
+        cache of :func:`~ebmlib.data.fetch_dataset`, which downloads the files on first use.
     split
         ``"train"`` (60,000) or ``"test"`` (10,000).
     checksums
-        File name → SHA-256; defaults to :data:`~ebmlib.data.MNIST_SHA256` (tests pass their fixture's).
+        File name → SHA-256; defaults to the pinned ones of :data:`~ebmlib.data.REMOTE_FILES` ``["mnist"]``.
 
     Returns
     -------
@@ -205,10 +199,12 @@ def load_mnist(root: str | Path, split: str = "train", *,
     """
     if split not in MNIST_FILES:
         raise ValueError(f"split must be one of {tuple(MNIST_FILES)}, got {split!r}")
-    checksums = MNIST_SHA256 if checksums is None else checksums
+    if checksums is None:
+        checksums = {name: remote_file("mnist", name).sha256 for name in MNIST_FILES[split]}
+    folder = fetch_dataset("mnist") if root is None else Path(root)
     image_file, label_file = MNIST_FILES[split]
-    images = read_idx(_verified_bytes(Path(root) / image_file, checksums.get(image_file)))
-    labels = read_idx(_verified_bytes(Path(root) / label_file, checksums.get(label_file)))
+    images = read_idx(_verified_bytes(folder / image_file, checksums.get(image_file)))
+    labels = read_idx(_verified_bytes(folder / label_file, checksums.get(label_file)))
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
         raise ValueError(f"root: images {images.shape} and labels {labels.shape} do not match")
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))

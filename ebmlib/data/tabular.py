@@ -1,5 +1,6 @@
 """Mixed tables stored as rows ``[numeric columns | categorical codes]``: the synthetic ring table of
-Schröder et al., Palmer penguins (shipped by the ``palmerpenguins`` package) and UCI Adult."""
+Schröder et al., Palmer penguins (shipped by the ``palmerpenguins`` package) and UCI Adult (fetched on first
+use)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ebmlib.data.fetch import fetch_dataset, remote_file
 from ebmlib.utils import check_int, check_probability, check_tensor, read_verified
 
 RING_CLASSES = (4, 16)
@@ -154,27 +156,35 @@ ADULT_CATEGORICAL = ("workclass", "education", "marital-status", "occupation", "
 """Adult's categorical columns, the income label last."""
 
 
-ADULT_SHA256: str | None = None
-"""SHA-256 of UCI's ``adult.data``. Not pinned: this book was built without network access to compute it from
-a trusted copy; pass ``expected_sha256`` to :func:`~ebmlib.data.load_adult`."""
+def load_adult(root: str | Path | None = None, *, expected_sha256: str | None = None,
+               file_name: str = "adult.data") -> MixedTable:
+    """The UCI Adult table from ``root/adult.data``, verified by SHA-256 first (32,561 rows, 30,162 complete).
 
+    The file is the comma-separated UCI format without a header (columns :data:`~ebmlib.data.ADULT_COLUMNS`, ``?``
+    for a missing value, labels possibly ending in ``.`` as in ``adult.test``). Rows with a missing value are
+    dropped.
 
-def load_adult(root: str | Path, *, expected_sha256: str | None = None, file_name: str = "adult.data") -> MixedTable:
-    """The UCI Adult table from ``root/adult.data`` (not downloaded here), verified by SHA-256 first.
+    Parameters
+    ----------
+    root
+        Folder holding the file (a local copy); ``None``: the cache of :func:`~ebmlib.data.fetch_dataset`, which
+        downloads UCI's ``adult.data`` on first use.
+    expected_sha256
+        Hex digest the file must have; default the pinned one of :data:`~ebmlib.data.REMOTE_FILES` ``["adult"]``.
 
-    The file is the comma-separated UCI format without a header (columns :data:`~ebmlib.data.ADULT_COLUMNS`, ``?`` for a
-    missing value, labels possibly ending in ``.`` as in ``adult.test``). Rows with a missing value are
-    dropped. Raises ``ValueError`` naming the file when no checksum is given or it does not match, and
-    ``FileNotFoundError`` without the file.
+    Raises
+    ------
+    ValueError
+        Naming the file when its checksum does not match or it is not in the UCI format.
+    FileNotFoundError
+        When ``root`` lacks the file.
     """
     import pandas as pd
 
-    path = Path(root) / file_name
-    expected = expected_sha256 if expected_sha256 is not None else ADULT_SHA256
-    if expected is None:
-        raise ValueError("expected_sha256: no checksum is pinned in ADULT_SHA256; pass the file's SHA-256")
+    path = (fetch_dataset("adult") if root is None else Path(root)) / file_name
+    expected = expected_sha256 if expected_sha256 is not None else remote_file("adult", "adult.data").sha256
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: download UCI's adult.data into root")
+        raise FileNotFoundError(f"{path} not found: copy UCI's adult.data into root, or pass root=None to fetch it")
     raw = read_verified(path, expected)
     frame = pd.read_csv(io.BytesIO(raw), header=None, names=list(ADULT_COLUMNS), skipinitialspace=True,
                         na_values="?", comment="|")

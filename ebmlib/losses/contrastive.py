@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from torch import Tensor
 
@@ -99,3 +100,18 @@ class PersistentContrastiveDivergence:
         x_neg = self.sampler(energy_fn, x_init).detach()
         self.buffer.update(index, x_neg)
         return contrastive_divergence(energy_fn, x_pos, x_neg, l2_reg=self.l2_reg)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The replay buffer's states, and the sampler's ``state_dict()`` if it has one."""
+        state = {"buffer": self.buffer.state_dict()}
+        if hasattr(self.sampler, "state_dict"):
+            state["sampler"] = self.sampler.state_dict()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict`."""
+        if set(state) != set(self.state_dict()):
+            raise ValueError(f"state must hold {sorted(self.state_dict())}, got {sorted(state)}")
+        self.buffer.load_state_dict(state["buffer"])
+        if "sampler" in state:
+            self.sampler.load_state_dict(state["sampler"])

@@ -3,7 +3,7 @@ ULA-EBM and NT-EBM, as one loss for :func:`ebmlib.train.fit`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -37,6 +37,8 @@ class FlowEBMLoss:
 
     ``last_init`` and ``last_negatives`` keep the chain starts and negatives of the latest call, for the
     paper's Table 3 diagnostics; the MALA step size adapts across calls and is logged as ``step_size``.
+    :meth:`state_dict` holds all of this state (pool, step size, flow, flow optimiser, latest chains), for
+    checkpoints.
 
     NT-EBM's chains restart from the flow in every call, so its negatives are only as good as the flow plus
     ``n_steps`` latent moves. If the EBM moves faster than that (a large learning rate, few steps), the
@@ -179,3 +181,28 @@ class FlowEBMLoss:
                 logs["flow_nll"] = flow_ml_step(self.flow, self.flow_optimizer, x_neg)
         loss, cd_logs = contrastive_divergence(energy_fn, x_pos, x_neg)
         return loss, {**cd_logs, **logs}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state that changes during training: the pool, the adapted step size, the latest chain starts and
+        negatives, and the flow's and its optimiser's ``state_dict()`` (live tensors, as in ``nn.Module``)."""
+        state = {"method": self.method, "pool": self.pool, "step_size": self.step_size, "last_init": self.last_init,
+                 "last_negatives": self.last_negatives}
+        if self.flow_optimizer is not None:
+            state["flow"] = self.flow.state_dict()
+            state["flow_optimizer"] = self.flow_optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` of a loss with the same method, pool shape and flow."""
+        if set(state) != set(self.state_dict()) or state["method"] != self.method:
+            raise ValueError(f"state must be that of a {self.method!r} FlowEBMLoss, with keys "
+                             f"{sorted(self.state_dict())}")
+        if state["pool"].shape != self.pool.shape or state["pool"].dtype != self.pool.dtype:
+            raise ValueError(f"state['pool'] must have shape {tuple(self.pool.shape)} and dtype {self.pool.dtype}")
+        self.pool.copy_(state["pool"])
+        self.step_size = float(state["step_size"])
+        self.last_init, self.last_negatives = (None if x is None else x.to(self.pool)
+                                               for x in (state["last_init"], state["last_negatives"]))
+        if "flow" in state:
+            self.flow.load_state_dict(state["flow"])
+            self.flow_optimizer.load_state_dict(state["flow_optimizer"])

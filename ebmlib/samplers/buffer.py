@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -69,3 +69,15 @@ class ReplayBuffer:
                 f"got {tuple(states.shape)}"
             )
         self.states[index] = states.detach().to(self.states)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The stored states, ``{"states": (capacity, *event)}`` (the live tensor, as in ``nn.Module``)."""
+        return {"states": self.states}
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Copy the states of a :meth:`state_dict` into the buffer (same capacity, event shape and dtype)."""
+        states = state["states"]
+        if states.shape != self.states.shape or states.dtype != self.states.dtype:
+            raise ValueError(f"state['states'] must be a {self.states.dtype} tensor of shape "
+                             f"{tuple(self.states.shape)}, got {states.dtype} {tuple(states.shape)}")
+        self.states.copy_(states)
