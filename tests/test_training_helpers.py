@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
+from ebmlib.bench import IsingFit, fit_ising
 from ebmlib.data import IsingLattice
 from ebmlib.flows import RealNVP
 from ebmlib.losses import FlowEBMLoss, ratio_matching
 from ebmlib.metrics import log_rmse
-from ebmlib.train import IsingFit, fit_ising
 
 
 @pytest.fixture(scope="module")
