@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ebmlib.data import all_binary_states
+from ebmlib.fingerprint import describe_config
 from ebmlib.losses import PersistentContrastiveDivergence
 from ebmlib.metrics import empirical_distribution, total_variation
 from ebmlib.samplers import GWGBinarySampler, ReplayBuffer, gwg_binary, langevin, langevin_trajectory
@@ -101,6 +102,9 @@ def test_gwg_binary_sampler_is_gwg_binary_states_and_keeps_the_acceptance():
     expected, acceptance = gwg_binary(small_energy, x0, 7)
     assert torch.equal(states, expected) and torch.equal(sampler.acceptance_rate, acceptance)
     assert repr(sampler) == "GWGBinarySampler(n_steps=7)"
+    # The acceptance rate is a diagnostic: a used sampler describes the same configuration as a fresh one, so a
+    # resumed run that reuses it still matches its checkpoint.
+    assert describe_config({"s": sampler}) == describe_config({"s": GWGBinarySampler(n_steps=7)})
     with pytest.raises(ValueError, match="n_steps"):
         GWGBinarySampler(0)
 

@@ -187,10 +187,16 @@ class GWGBinarySampler:
 
     def __init__(self, n_steps: int) -> None:
         self.n_steps = check_int(n_steps, "n_steps", minimum=1)
-        self.acceptance_rate: Tensor | None = None
+        self._acceptance_rate: Tensor | None = None
+
+    @property
+    def acceptance_rate(self) -> Tensor | None:
+        """Per-chain acceptance rate ``(B,)`` of the latest call (``None`` before the first); a diagnostic, not
+        part of the sampler's configuration."""
+        return self._acceptance_rate
 
     def __call__(self, energy_fn: EnergyFn, x: Tensor) -> Tensor:
-        x, self.acceptance_rate = gwg_binary(energy_fn, x, self.n_steps)
+        x, self._acceptance_rate = gwg_binary(energy_fn, x, self.n_steps)
         return x
 
     def __repr__(self) -> str:
