@@ -26,6 +26,7 @@ from ebmlib.train import LossFn, fit, tensor_batches
 from ebmlib.utils import (
     Measurement,
     check_binary,
+    check_device,
     check_int,
     check_positive,
     check_tensor,
@@ -151,9 +152,13 @@ def bench_rmwggis(
     check_int(batch_size, "batch_size", minimum=1)
     check_int(repeats, "repeats", minimum=1)
     check_int(n_samples, "n_samples", minimum=1)
+    if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence) or not dims:
+        raise ValueError(f"dims must be a non-empty sequence of dimensions, got {dims!r}")
     for i, d in enumerate(dims):
         check_int(d, f"dims[{i}]", minimum=n_samples)
-    device = get_device() if device is None else torch.device(device)
+    if chunk_size is not None:
+        check_int(chunk_size, "chunk_size", minimum=1)
+    device = get_device() if device is None else check_device(device)
     rm_loss = partial(ratio_matching, chunk_size=chunk_size)
     fast_loss = partial(rmwggis, n_samples=n_samples, estimator="biased", replacement=False)
     # The first steps of a process pay for thread-pool start-up and kernel selection; spend them on a small d.
@@ -249,6 +254,11 @@ def _format(value: Any, digits: int) -> str:
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown table of :func:`~ebmlib.bench.bench_rmwggis` (or :func:`~ebmlib.bench.paper_table2_rows`) rows."""
     header = "| d | RM ms | RMwGGIS ms | speedup | RM MiB | RMwGGIS MiB | memory saving % |"
+    if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence) or not rows:
+        raise ValueError(f"rows must be a non-empty sequence of result rows, got {rows!r}")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not set(COLUMNS) <= set(row):
+            raise ValueError(f"rows[{i}] must be a dict with the keys {COLUMNS}")
     digits = {"speedup": 2, "memory_saving_%": 1}
     lines = [header, "|" + "---|" * len(COLUMNS)]
     for row in rows:

@@ -54,6 +54,9 @@ class AffineCoupling(nn.Module):
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
 
+    def _check_points(self, x: Tensor, name: str) -> None:
+        check_tensor(x, name, shape=(None, self.mask.shape[0]), floating=True, finite=False)
+
     def _scale_shift(self, z_cond: Tensor) -> tuple[Tensor, Tensor]:
         raw_s, t = self.net(z_cond).chunk(2, dim=-1)
         s = self.max_log_scale * torch.tanh(raw_s / self.max_log_scale)
@@ -62,11 +65,13 @@ class AffineCoupling(nn.Module):
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """``x = T(z)`` and ``log|det J_T(z)|``; shapes ``(B, d)`` and ``(B,)``."""
+        self._check_points(z, "z")
         s, t = self._scale_shift(z * self.mask)
         return z * torch.exp(s) + t, s.sum(-1)
 
     def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``z = T⁻¹(x)`` and ``log|det J_{T⁻¹}(x)|``; shapes ``(B, d)`` and ``(B,)``."""
+        self._check_points(x, "x")
         # The conditioning coordinates are unchanged by the layer, so s and t are computed from x itself.
         s, t = self._scale_shift(x * self.mask)
         return (x - t) * torch.exp(-s), -s.sum(-1)
@@ -96,7 +101,8 @@ class RealNVP(nn.Module):
         check_int(dim, "dim", minimum=2)
         check_int(n_layers, "n_layers", minimum=1)
         self.dim = dim
-        self.register_buffer("base_std", torch.tensor(check_positive(base_std, "base_std")))
+        # float64, so that .double() keeps σ exact; a 0-dim tensor does not promote float32 computations.
+        self.register_buffer("base_std", torch.tensor(check_positive(base_std, "base_std"), dtype=torch.float64))
         first = (torch.arange(dim) < dim // 2).float()
         self.layers = nn.ModuleList(
             AffineCoupling(first if i % 2 == 0 else 1 - first, hidden_dims) for i in range(n_layers)
@@ -140,7 +146,7 @@ class RealNVP(nn.Module):
         One forward pass gives both, which is what i-SIR's importance weights need.
         """
         check_int(n, "n", minimum=1)
-        z = self.base_std * torch.randn(n, self.dim, device=self.base_std.device, dtype=self.base_std.dtype)
+        z = self.base_std * torch.randn(n, self.dim, device=self.base_std.device, dtype=self.layers[0].mask.dtype)
         x, log_det = self(z)
         return x, self.base_log_prob(z) - log_det
 
@@ -155,6 +161,10 @@ def flow_ml_step(flow: RealNVP, optimizer: torch.optim.Optimizer, x: Tensor) -> 
     Minimises :math:`-\frac1B \sum_i \log \lambda_\alpha(x_i)`, i.e. the forward KL from the samples' law to
     the flow (Alg. 1, last line, of Grenioux et al.). Returns the detached loss.
     """
+    if not (isinstance(flow, nn.Module) and callable(getattr(flow, "log_prob", None)) and hasattr(flow, "dim")):
+        raise ValueError(f"flow must be a flow module with log_prob and dim (a RealNVP), got {type(flow).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ValueError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
     check_tensor(x, "x", shape=(None, flow.dim), floating=True)
     loss = -flow.log_prob(x.detach()).mean()
     optimizer.zero_grad(set_to_none=True)

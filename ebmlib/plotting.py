@@ -7,7 +7,7 @@ Each function draws on an ``ax`` it is given and returns the figure, so chapters
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib as mpl
@@ -40,6 +40,12 @@ def set_style() -> None:
     )
 
 
+def _check_axes(ax: Any) -> Axes:
+    if not isinstance(ax, Axes):
+        raise ValueError(f"ax must be a matplotlib Axes, got {type(ax).__name__}")
+    return ax
+
+
 def _square_panel(ax: Axes, lim: float, title: str | None) -> None:
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
@@ -55,7 +61,8 @@ def plot_log_density(
     ax: Axes, log_density: Tensor, lim: float, *, title: str | None = None, colorbar: bool = False
 ) -> Figure:
     """Show ``exp(log_density)`` (shape ``(n, n)``, rows = y, as from :func:`ebmlib.utils.grid_log_density`)."""
-    check_tensor(log_density, "log_density", ndim=2, finite=False)
+    _check_axes(ax)
+    check_tensor(log_density, "log_density", ndim=2, floating=True, finite=False)
     check_positive(lim, "lim")
     image = ax.imshow(
         log_density.detach().exp().cpu().numpy(), origin="lower", extent=(-lim, lim, -lim, lim), interpolation="nearest"
@@ -70,6 +77,7 @@ def plot_energy_density(
     ax: Axes, energy_fn: EnergyFn, lim: float = 4.0, n: int = 200, *, title: str | None = None, colorbar: bool = False
 ) -> Figure:
     """Heat map of the grid-normalised density ``exp(-E)`` of a 2D energy on ``[-lim, lim]²``."""
+    _check_axes(ax)
     return plot_log_density(ax, grid_log_density(energy_fn, lim, n), lim, title=title, colorbar=colorbar)
 
 
@@ -84,7 +92,10 @@ def plot_samples(
     **kwargs: Any,
 ) -> Figure:
     """Draw 2D samples ``x`` of shape ``(N, 2)`` as a 2D histogram (``kind="hist"``) or a scatter plot."""
+    _check_axes(ax)
     check_tensor(x, "x", shape=(None, 2))
+    check_positive(lim, "lim")
+    check_int(bins, "bins", minimum=1)
     points = x.detach().float().cpu().numpy()
     if kind == "hist":
         ax.hist2d(points[:, 0], points[:, 1], bins=bins, range=[[-lim, lim], [-lim, lim]], **kwargs)
@@ -100,6 +111,11 @@ def plot_history(
     ax: Axes, history: dict[str, Sequence[float]], keys: Sequence[str], *, title: str | None = None, logy: bool = False
 ) -> Figure:
     """Plot the curves ``history[key]`` against ``history["iteration"]`` (a :class:`~ebmlib.train.TrainResult`)."""
+    _check_axes(ax)
+    if not isinstance(history, Mapping):
+        raise ValueError(f"history must map names to sequences of values, got {type(history).__name__}")
+    if isinstance(keys, str) or not keys:
+        raise ValueError(f"keys must be a non-empty sequence of names in history, got {keys!r}")
     for key in keys:
         if key not in history:
             raise ValueError(f"keys: {key!r} is not in history (has {sorted(history)})")
@@ -116,12 +132,14 @@ def plot_history(
 def image_grid(x_bar: Tensor, shape: tuple[int, int], *, nrow: int) -> np.ndarray:
     """Tile logit-space samples ``(N, H·W)`` into one ``[0, 1]`` array for ``imshow`` (``nrow`` images per row,
     one pixel of padding)."""
-    check_tensor(x_bar, "x_bar", ndim=2, floating=True, finite=False)
+    check_tensor(x_bar, "x_bar", ndim=2, floating=True)
     check_int(nrow, "nrow", minimum=1)
-    h, w = shape
+    if isinstance(shape, str) or not isinstance(shape, Sequence) or len(shape) != 2:
+        raise ValueError(f"shape must be a pair (height, width), got {shape!r}")
+    h, w = (check_int(s, "shape", minimum=1) for s in shape)
     if x_bar.shape[1] != h * w:
         raise ValueError(f"x_bar must have {h * w} columns for shape {shape}, got {x_bar.shape[1]}")
-    images = inverse_logit_transform(x_bar.nan_to_num(0.0)).view(-1, h, w).cpu().numpy()
+    images = inverse_logit_transform(x_bar).view(-1, h, w).cpu().numpy()
     n_rows = math.ceil(len(images) / nrow)
     grid = np.ones((n_rows * (h + 1) + 1, nrow * (w + 1) + 1))
     for i, image in enumerate(images):

@@ -10,6 +10,8 @@ from torch import Tensor
 if TYPE_CHECKING:
     import pandas as pd
 
+_SCALES = ("ci", "book", "full")  # the settings a chapter runs at
+
 
 def paper_vs_ours(rows: Sequence[dict[str, Any]], *, scale: str, hardware: str) -> pd.DataFrame:
     """Build the "paper vs this book" table every chapter ends with.
@@ -26,9 +28,15 @@ def paper_vs_ours(rows: Sequence[dict[str, Any]], *, scale: str, hardware: str) 
     """
     import pandas as pd
 
+    if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence) or not rows:
+        raise ValueError(f"rows must be a non-empty sequence of dicts, got {rows!r}")
+    if scale not in _SCALES:
+        raise ValueError(f"scale must be one of {_SCALES}, got {scale!r}")
+    if not isinstance(hardware, str) or not hardware:
+        raise ValueError(f"hardware must be a non-empty string, got {hardware!r}")
     required = {"experiment", "metric", "paper", "ours"}
     for i, row in enumerate(rows):
-        if not required <= set(row):
+        if not isinstance(row, dict) or not required <= set(row):
             raise ValueError(f"rows[{i}] must have keys {sorted(required)}, got {sorted(row)}")
     return pd.DataFrame(
         {
@@ -56,6 +64,8 @@ def glue(name: str, value: Any, *, display: bool = True) -> None:
     Uses :func:`myst_nb.glue` when the book tools are installed; elsewhere (e.g. in Colab) it only displays
     the value when ``display`` is true.
     """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
     try:
         from myst_nb import glue as myst_glue
     except ImportError:

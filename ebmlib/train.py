@@ -23,6 +23,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from ebmlib.checkpoint import restore_run, save_run
+from ebmlib.data.codes import check_classes, check_codes
 from ebmlib.fingerprint import describe_config, unsaved_state
 from ebmlib.losses.tabular import mixed_noise
 from ebmlib.metrics.tabular import tstr_auc
@@ -269,6 +270,8 @@ def linear_warmup(optimizer: torch.optim.Optimizer, n_warmup: int) -> Callable[[
 
     Sets the warm-up rate of the first step at once; call before :func:`~ebmlib.train.fit`.
     """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ValueError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
     check_int(n_warmup, "n_warmup", minimum=1)
     base = [group["lr"] for group in optimizer.param_groups]
 
@@ -286,8 +289,12 @@ def train_classifier(
 ) -> nn.Module:
     """Fit ``model`` (logits) to images ``x`` ``(N, ...)`` and integer labels ``y`` ``(N,)`` by cross-entropy
     with Adam; returns the model in eval mode."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_tensor(x, "x", min_ndim=2, floating=True)
     check_tensor(y, "y", shape=(x.shape[0],))
+    if y.is_floating_point() or y.dtype == torch.bool or (y < 0).any():
+        raise ValueError(f"y must hold integer class labels >= 0, got dtype {y.dtype}")
     check_int(n_iters, "n_iters", minimum=1)
     check_int(batch_size, "batch_size", minimum=1)
     optimizer = torch.optim.Adam(model.parameters(), lr=check_positive(lr, "lr"))
@@ -309,6 +316,9 @@ def train_mixed(loss: Any, next_batch: Any, n_numeric: int, n_classes: Sequence[
     Adam for ``n_iters`` steps with gradient clipping 5 and EMA 0.99 (:func:`ebmlib.train.fit`); returns the
     EMA energy in eval mode and the training time in seconds.
     """
+    for name, value in (("loss", loss), ("next_batch", next_batch)):
+        if not callable(value):
+            raise ValueError(f"{name} must be callable, got {type(value).__name__}")
     energy = MixedEnergy(n_numeric, n_classes, hidden=hidden, depth=3).to(device)
     result = fit(energy, loss, next_batch, n_iters=n_iters, lr=lr, grad_clip=5.0, ema_decay=0.99,
                  progress=False, desc=desc)
@@ -335,17 +345,30 @@ def compare_tstr(losses: dict[str, Any], train_rows: Tensor, test_rows: Tensor, 
     """
     from tqdm.auto import tqdm
 
-    n_classes = tuple(n_classes)
+    if not isinstance(losses, Mapping) or not losses or not all(callable(f) for f in losses.values()):
+        raise ValueError(f"losses must map names to losses loss(energy, batch), got {losses!r}")
+    n_classes = check_classes(n_classes)
+    check_int(n_numeric, "n_numeric", minimum=0)
     for name, rows in (("train_rows", train_rows), ("test_rows", test_rows)):
         check_tensor(rows, name, shape=(None, n_numeric + len(n_classes)), floating=True)
-    check_int(n_draws, "n_draws", minimum=1)
+        check_codes(rows[:, n_numeric:], n_classes, f"{name} (categorical columns)")
+    if not n_numeric <= check_int(target, "target") < n_numeric + len(n_classes):
+        raise ValueError(f"target must index a categorical column, got {target}")
+    for name, value in (("hidden", hidden), ("n_iters", n_iters), ("sample_rounds", sample_rounds),
+                        ("n_draws", n_draws), ("batch_size", batch_size)):
+        check_int(value, name, minimum=1)
+    check_positive(lr, "lr")
+    check_positive(step_size, "step_size")
+    if model not in ("xgboost", "sklearn"):
+        raise ValueError(f"model must be 'xgboost' or 'sklearn', got {model!r}")
     runs = {}
     for name, loss in tqdm(losses.items(), desc="TSTR", disable=not progress):
         energy, seconds = train_mixed(loss, tensor_batches(train_rows, batch_size), n_numeric, n_classes,
                                       hidden=hidden, n_iters=n_iters, lr=lr, device=train_rows.device, desc=name)
         aucs = []
         for _ in range(n_draws):
-            start = mixed_noise(len(train_rows), n_numeric, n_classes, device=train_rows.device)
+            start = mixed_noise(len(train_rows), n_numeric, n_classes, device=train_rows.device,
+                                dtype=train_rows.dtype)
             synthetic = langevin_gibbs(energy, start, n_classes, n_numeric=n_numeric, n_rounds=sample_rounds,
                                        step_size=step_size)
             aucs.append(tstr_auc(synthetic, test_rows, target=target, n_numeric=n_numeric, n_classes=n_classes,

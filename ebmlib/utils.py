@@ -41,7 +41,7 @@ def get_device(prefer: str | None = None) -> torch.device:
     """
     prefer = prefer if prefer is not None else os.environ.get("EBMLIB_DEVICE")
     if prefer is not None:
-        device = torch.device(prefer)
+        device = check_device(prefer, "prefer")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"prefer={prefer!r}: CUDA is not available on this machine")
         if device.type == "mps" and not torch.backends.mps.is_available():
@@ -69,6 +69,14 @@ def seed_everything(seed: int) -> torch.Generator:
 # ---------------------------------------------------------------------------------------------------------
 # Validation
 # ---------------------------------------------------------------------------------------------------------
+def check_device(device: Any, name: str = "device") -> torch.device:
+    """``device`` (``"cuda:1"``, a device) as a :class:`torch.device`; else ``ValueError`` naming ``name``."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"{name} must name a torch device such as 'cpu' or 'cuda', got {device!r}") from error
+
+
 def check_int(value: Any, name: str, minimum: int | None = None) -> int:
     """Return ``value`` if it is an integer (not a bool) ``>= minimum``; raise ``ValueError`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -112,16 +120,8 @@ def check_probability(value: Any, name: str, *, closed: bool = False) -> float:
     return float(value)
 
 
-def check_tensor(
-    x: Any,
-    name: str,
-    *,
-    ndim: int | None = None,
-    min_ndim: int | None = None,
-    shape: tuple[int | None, ...] | None = None,
-    floating: bool = False,
-    finite: bool = True,
-) -> Tensor:
+def check_tensor(x: Any, name: str, *, ndim: int | None = None, min_ndim: int | None = None,
+                 shape: tuple[int | None, ...] | None = None, floating: bool = False, finite: bool = True) -> Tensor:
     """Check that ``x`` is a (finite) tensor of the requested rank/shape; return it unchanged.
 
     Parameters
@@ -200,7 +200,7 @@ def energy_and_grad(energy_fn: EnergyFn, x: Tensor, *, create_graph: bool = Fals
     check_tensor(x, "x", min_ndim=1, floating=True, finite=False)
     with torch.enable_grad():
         x_req = x.detach().requires_grad_(True)
-        energy = check_energy_output(energy_fn(x_req), x.shape[0], finite=False)
+        energy = check_energy_output(energy_fn(x_req), x.shape[0], "energy_fn", finite=False)
         # Summing is exact: sample b's energy depends only on x[b].
         (grad,) = torch.autograd.grad(energy.sum(), x_req, create_graph=create_graph)
     if create_graph:
@@ -266,13 +266,8 @@ def _cpu_peak_tensor_bytes(fn: Callable[[], Any]) -> int:
     return peak
 
 
-def measure(
-    fn: Callable[[], Any],
-    device: torch.device | str = "cpu",
-    *,
-    repeats: int = 3,
-    warmup: int = 1,
-) -> Measurement:
+def measure(fn: Callable[[], Any], device: torch.device | str = "cpu", *, repeats: int = 3,
+            warmup: int = 1) -> Measurement:
     """Time ``fn()`` and record its peak tensor memory on ``device``.
 
     Parameters
@@ -291,7 +286,9 @@ def measure(
     The timed calls run without instrumentation; on the CPU one extra call under ``torch.profiler``
     measures memory. Memory is not measured on MPS (``peak_bytes`` is 0 there).
     """
-    device = torch.device(device)
+    if not callable(fn):
+        raise ValueError(f"fn must be callable without arguments, got {type(fn).__name__}")
+    device = check_device(device)
     check_int(repeats, "repeats", minimum=1)
     check_int(warmup, "warmup", minimum=0)
     for _ in range(warmup):
@@ -331,6 +328,7 @@ def grid_2d(
     """
     check_positive(lim, "lim")
     check_int(n, "n", minimum=2)
+    check_float_dtype(dtype)
     width = 2 * lim / n
     centres = torch.linspace(-lim + width / 2, lim - width / 2, n, device=device, dtype=dtype)
     ys, xs = torch.meshgrid(centres, centres, indexing="ij")
@@ -366,14 +364,14 @@ def grid_log_density(energy_fn: EnergyFn, lim: float, n: int, *, batch_size: int
     dtype = params[0].dtype if params else torch.float32
     points, area = grid_2d(lim, n, device=device, dtype=dtype)
     neg_energy = torch.cat([-energy_fn(chunk) for chunk in points.split(batch_size)])
-    check_energy_output(neg_energy, points.shape[0])
+    check_energy_output(neg_energy, points.shape[0], "energy_fn")
     log_p = neg_energy - torch.logsumexp(neg_energy, 0) - math.log(area)
     return log_p.view(n, n)
 
 
 def describe_hardware(device: torch.device | str | None = None) -> str:
     """One line naming the device results were measured on, e.g. ``"CPU (2 cores), torch 2.13.0"``."""
-    device = get_device() if device is None else torch.device(device)
+    device = get_device() if device is None else check_device(device)
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     elif device.type == "mps":

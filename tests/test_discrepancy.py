@@ -232,12 +232,37 @@ def test_training_a_table_with_the_estimator_recovers_the_data():
     assert 0.5 * (learned - p).abs().sum() < 0.08
 
 
-def test_gradient_flows_to_negatives_and_positives():
-    net = torch.nn.Linear(4, 1)
-    x = torch.randint(0, 2, (8, 4)).float()
-    loss, logs = energy_discrepancy(lambda z: net(z).squeeze(-1), x, BernoulliPerturbation(0.3), n_negatives=3)
+class _FixedNegatives:
+    """A perturbation kernel (anything with ``contrast(x, n)``) that returns given negatives."""
+
+    def __init__(self, negatives: torch.Tensor) -> None:
+        self.negatives = negatives
+
+    def contrast(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        return self.negatives[:, :n]
+
+
+def test_gradient_matches_the_closed_form_for_a_linear_energy():
+    """Replaces a check that some gradient was non-zero. For ``E(z) = aᵀz + b`` and fixed negatives the loss is
+    ``mean_i log(w + Σ_j e^{aᵀ(x_i - x'_ij)})``, so ``∂/∂a = mean_i Σ_j s_ij (x_i - x'_ij)`` with
+    ``s_ij = e^{v_ij} / (w + Σ_k e^{v_ik})``, and ``∂/∂b = 0``: only energy differences matter. Catches a
+    gradient cut from the positives or the negatives, a wrong sign, a misplaced offset ``w``, and a bias that
+    leaks into the loss."""
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 1).double()
+    x = torch.randint(0, 2, (8, 4)).double()
+    negatives = torch.randint(0, 2, (8, 3, 4)).double()
+    loss, logs = energy_discrepancy(lambda z: net(z).squeeze(-1), x, _FixedNegatives(negatives), n_negatives=3,
+                                    w=0.7)
     loss.backward()
-    assert net.weight.grad.abs().sum() > 0 and set(logs) == {"energy_pos", "energy_neg"}
+    a = net.weight.detach()[0]
+    v = (x[:, None, :] - negatives) @ a  # (8, 3)
+    s = v.exp() / (0.7 + v.exp().sum(1, keepdim=True))
+    expected = (s[:, :, None] * (x[:, None, :] - negatives)).sum(1).mean(0)
+    torch.testing.assert_close(net.weight.grad[0], expected)
+    torch.testing.assert_close(net.bias.grad, torch.zeros(1, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(loss, torch.log(0.7 + v.exp().sum(1)).mean())
+    assert set(logs) == {"energy_pos", "energy_neg"}
 
 
 def test_bad_input_raises():

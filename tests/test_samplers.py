@@ -284,7 +284,7 @@ BAD_CALLS = {
     "gwg non-binary": ("x", lambda: gwg_binary(ENERGY, BINARY - 1)),
     "gwg ndim": ("x", lambda: gwg_binary(ENERGY, BINARY.unsqueeze(0))),
     "gwg n_steps": ("n_steps", lambda: gwg_binary(ENERGY, BINARY, 0)),
-    "gwg energy shape": ("energy", lambda: gwg_binary(_wrong_shape_energy, BINARY)),
+    "gwg energy shape": ("energy_fn", lambda: gwg_binary(_wrong_shape_energy, BINARY)),
     "gwg energy nan": ("energy_fn", lambda: gwg_binary(_nan_after_a_flip_energy, BINARY, 3)),
     "langevin n_steps": ("n_steps", lambda: langevin(ENERGY, BINARY, n_steps=0, step_size=0.1)),
     "langevin step_size": ("step_size", lambda: langevin(ENERGY, BINARY, n_steps=1, step_size=-1)),
@@ -299,7 +299,7 @@ BAD_CALLS = {
     "langevin clamp": ("clamp", lambda: langevin(ENERGY, BINARY, n_steps=1, step_size=0.1, clamp=(1.0, 0.0))),
     "langevin integer x": ("x", lambda: langevin(ENERGY, BINARY.long(), n_steps=1, step_size=0.1)),
     "langevin energy shape": (
-        "energy",
+        "energy_fn",
         lambda: langevin(_wrong_shape_energy, BINARY, n_steps=1, step_size=0.1),
     ),
     "langevin energy nan": (

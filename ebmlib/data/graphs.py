@@ -184,6 +184,7 @@ def num_pairs(max_nodes: int) -> int:
 
 def max_nodes_of_bits(x: Tensor) -> int:
     """The ``n`` with ``n (n - 1) / 2`` equal to the number of columns of bits ``x`` ``(B, D)``."""
+    check_tensor(x, "x", ndim=2, finite=False)
     n = int(round((1 + math.sqrt(1 + 8 * x.shape[1])) / 2))
     if num_pairs(n) != x.shape[1]:
         raise ValueError(f"x must have n (n - 1) / 2 columns for some n, got {x.shape[1]}")
@@ -276,6 +277,8 @@ def sample_node_counts(
     """
     if len(graphs) == 0:
         raise ValueError("graphs must not be empty")
+    for i, graph in enumerate(graphs):
+        check_graph(graph, f"graphs[{i}]")
     check_int(n_samples, "n_samples", minimum=1)
     counts = torch.tensor([graph.number_of_nodes() for graph in graphs])
     return counts[torch.randint(len(graphs), (n_samples,), generator=generator)]

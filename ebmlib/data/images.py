@@ -104,9 +104,12 @@ def render_ellipses(scale: Tensor, orientation: Tensor, pos_x: Tensor, pos_y: Te
     """
     check_int(size, "size", minimum=4)
     check_int(supersample, "supersample", minimum=1)
+    check_tensor(scale, "scale", ndim=1)
     for name, t, top in (("scale", scale, len(ELLIPSE_SCALES)), ("orientation", orientation,
                          len(ELLIPSE_ORIENTATIONS)), ("pos_x", pos_x, N_POSITIONS), ("pos_y", pos_y, N_POSITIONS)):
-        check_tensor(t, name, shape=(len(scale),))
+        check_tensor(t, name, ndim=1)
+        if len(t) != len(scale):
+            raise ValueError(f"{name} must have one entry per ellipse, like scale: {len(t)} != {len(scale)}")
         if t.is_floating_point() or (t < 0).any() or (t >= top).any():
             raise ValueError(f"{name} must hold integer indices in [0, {top})")
     fine = size * supersample

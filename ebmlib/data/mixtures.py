@@ -126,6 +126,9 @@ class Rings:
     """
 
     def __init__(self, radii: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0), std: float = 0.15) -> None:
+        if isinstance(radii, (str, bytes)) or not radii or not all(isinstance(r, (int, float)) and r > 0
+                                                                   for r in radii):
+            raise ValueError(f"radii must be a non-empty sequence of positive numbers, got {radii!r}")
         self.radii = torch.tensor(radii)
         self.std = check_positive(std, "std")
         self.dim = 2

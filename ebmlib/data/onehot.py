@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ebmlib.utils import check_binary, check_int, check_tensor
+from ebmlib.utils import check_binary, check_float_dtype, check_int, check_tensor
 
 
 def check_block_sizes(block_sizes: Sequence[int]) -> tuple[int, ...]:
@@ -23,6 +23,12 @@ def check_block_sizes(block_sizes: Sequence[int]) -> tuple[int, ...]:
     return tuple(check_int(k, f"block_sizes[{i}]", minimum=2) for i, k in enumerate(block_sizes))
 
 
+def _check_index(index: Tensor, n_columns: int) -> None:
+    check_tensor(index, "index", shape=(n_columns,))
+    if index.is_floating_point() or index.dtype == torch.bool:
+        raise ValueError(f"index must hold integer block numbers, got dtype {index.dtype}")
+
+
 def block_index(block_sizes: Sequence[int], device: torch.device | str | None = None) -> Tensor:
     """Attribute of every column of ``y``: shape ``(K,)``, e.g. ``(2, 3) -> [0, 0, 1, 1, 1]``."""
     sizes = torch.tensor(check_block_sizes(block_sizes), device=device)
@@ -30,7 +36,14 @@ def block_index(block_sizes: Sequence[int], device: torch.device | str | None = 
 
 
 def block_sums(values: Tensor, index: Tensor, n_blocks: int) -> Tensor:
-    """Sum ``values`` (``(B, K)``) within each block: ``(B, A)``."""
+    """Sum ``values`` (``(B, K)``) within each block (``index``: ``(K,)`` block numbers below ``n_blocks``):
+    ``(B, A)``. Only metadata is checked (samplers call it every step)."""
+    check_tensor(values, "values", ndim=2, finite=False)
+    check_tensor(index, "index", ndim=1)
+    if index.shape[0] != values.shape[1]:
+        raise ValueError(f"values has {values.shape[1]} columns but index has {index.shape[0]} entries")
+    _check_index(index, values.shape[1])
+    check_int(n_blocks, "n_blocks", minimum=1)
     return values.new_zeros(values.shape[0], n_blocks).index_add_(1, index, values)
 
 
@@ -54,6 +67,7 @@ def check_one_hot(y: Tensor, block_sizes: Sequence[int], name: str = "y", *, all
 def labels_to_one_hot(labels: Tensor, block_sizes: Sequence[int], dtype: torch.dtype = torch.float32) -> Tensor:
     """Class labels ``(B, A)`` (integers, ``0 <= labels[:, a] < K_a``) to concatenated one-hots ``(B, K)``."""
     sizes = check_block_sizes(block_sizes)
+    check_float_dtype(dtype)
     check_tensor(labels, "labels", shape=(None, len(sizes)))
     if labels.is_floating_point() or labels.dtype == torch.bool:
         raise ValueError(f"labels must have an integer dtype, got {labels.dtype}")
@@ -87,6 +101,10 @@ def all_configurations(block_sizes: Sequence[int], device: torch.device | str | 
 
 def free_columns(clamp: Tensor | None, index: Tensor, n_blocks: int, batch: int, device: torch.device) -> Tensor:
     """``(B, K)`` mask of the columns GwG may change: those of the ``n_blocks`` blocks not clamped."""
+    check_tensor(index, "index", ndim=1)
+    _check_index(index, index.shape[0])
+    check_int(n_blocks, "n_blocks", minimum=1)
+    check_int(batch, "batch", minimum=1)
     if clamp is None:
         return torch.ones(batch, index.numel(), dtype=torch.bool, device=device)
     check_tensor(clamp, "clamp")

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ebmlib.data.fetch import fetch_dataset, remote_file
-from ebmlib.utils import check_int, check_probability, check_tensor, read_verified
+from ebmlib.utils import check_float_dtype, check_int, check_probability, check_tensor, read_verified
 
 RING_CLASSES = (4, 16)
 """Class counts of the ring table's categorical columns (ring label, then colour)."""
@@ -33,6 +33,7 @@ def sample_rings(n: int, *, generator: torch.Generator | None = None, device: to
     numeric columns alone look like one circle and the structure lives in the categorical ones.
     """
     check_int(n, "n", minimum=1)
+    check_float_dtype(dtype)
     u = torch.rand(n, generator=generator, dtype=torch.float64)
     radius = (1.5 + 0.015 * torch.randn(n, generator=generator, dtype=torch.float64)).clamp_min(0)
     ring = torch.randint(4, (n,), generator=generator)
@@ -100,6 +101,11 @@ def table_from_frame(frame: Any, numeric: Sequence[str], categorical: Sequence[s
     Categorical columns are coded in sorted order of their values (so an ordinal column such as a year
     keeps its order); numeric columns are standardised.
     """
+    if not hasattr(frame, "columns"):
+        raise ValueError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
+    for name, columns in (("numeric", numeric), ("categorical", categorical)):
+        if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
+            raise ValueError(f"{name} must be a sequence of column names, got {columns!r}")
     missing = [c for c in (*numeric, *categorical) if c not in frame.columns]
     if missing:
         raise ValueError(f"frame lacks the columns {missing}")
@@ -198,6 +204,7 @@ def split_rows(rows: Tensor, test_fraction: float = 0.3, *, seed: int = 0) -> tu
     """Random train/test split of ``(N, D)`` rows."""
     check_tensor(rows, "rows", ndim=2)
     check_probability(test_fraction, "test_fraction")
+    check_int(seed, "seed", minimum=0)
     perm = torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(seed))
     n_test = max(1, round(test_fraction * rows.shape[0]))
     return rows[perm[n_test:]], rows[perm[:n_test]]

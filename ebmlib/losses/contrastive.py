@@ -8,12 +8,17 @@ from typing import Any
 from torch import Tensor
 
 from ebmlib.samplers.buffer import ReplayBuffer
-from ebmlib.utils import EnergyFn, check_energy_output, check_positive, check_tensor
+from ebmlib.samplers.core import all_finite, raise_unless_finite
+from ebmlib.utils import EnergyFn, check_energy_output, check_int, check_positive, check_tensor
 
 Sampler = Callable[[EnergyFn, Tensor], Tensor]
 """A sampler moves a batch of chain states ``(B, *event)`` towards ``p ∝ exp(-E)`` and returns the new
 states; bind its hyperparameters with :func:`functools.partial`, e.g.
 ``partial(langevin, n_steps=20, step_size=0.1)``."""
+
+
+def _check_l2_reg(l2_reg: float) -> float:
+    return 0.0 if l2_reg == 0.0 and not isinstance(l2_reg, bool) else check_positive(l2_reg, "l2_reg")
 
 
 def contrastive_divergence(
@@ -48,17 +53,22 @@ def contrastive_divergence(
     -------
     loss, logs
         Scalar loss; ``logs`` holds the mean positive and negative energies (detached).
+
+    Raises
+    ------
+    ValueError
+        On non-finite inputs or energies (checked once per call).
     """
-    check_tensor(x_pos, "x_pos", min_ndim=1, finite=False)
-    check_tensor(x_neg, "x_neg", min_ndim=1, finite=False)
+    check_tensor(x_pos, "x_pos", min_ndim=1, floating=True)
+    check_tensor(x_neg, "x_neg", min_ndim=1, floating=True)
     if x_pos.shape[1:] != x_neg.shape[1:]:
         raise ValueError(
             f"x_pos and x_neg must share the event shape, got {tuple(x_pos.shape)} and {tuple(x_neg.shape)}"
         )
-    if l2_reg != 0.0:
-        check_positive(l2_reg, "l2_reg")
-    e_pos = check_energy_output(energy_fn(x_pos), x_pos.shape[0], finite=False)
-    e_neg = check_energy_output(energy_fn(x_neg.detach()), x_neg.shape[0], finite=False)
+    _check_l2_reg(l2_reg)
+    e_pos = check_energy_output(energy_fn(x_pos), x_pos.shape[0], "energy_fn", finite=False)
+    e_neg = check_energy_output(energy_fn(x_neg.detach()), x_neg.shape[0], "energy_fn", finite=False)
+    raise_unless_finite(all_finite(e_pos, e_neg))
     loss = e_pos.mean() - e_neg.mean()
     if l2_reg:
         loss = loss + l2_reg * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
@@ -90,12 +100,17 @@ class PersistentContrastiveDivergence:
     """
 
     def __init__(self, buffer: ReplayBuffer, sampler: Sampler, *, l2_reg: float = 0.0, n_negatives: int | None = None):
+        if not all(callable(getattr(buffer, m, None)) for m in ("sample", "update")):
+            raise ValueError(f"buffer must have sample(n) and update(index, states), got {type(buffer).__name__}")
+        if not callable(sampler):
+            raise ValueError(f"sampler must be callable as sampler(energy_fn, x), got {type(sampler).__name__}")
         self.buffer = buffer
         self.sampler = sampler
-        self.l2_reg = l2_reg
-        self.n_negatives = n_negatives
+        self.l2_reg = _check_l2_reg(l2_reg)
+        self.n_negatives = None if n_negatives is None else check_int(n_negatives, "n_negatives", minimum=1)
 
     def __call__(self, energy_fn: EnergyFn, x_pos: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        check_tensor(x_pos, "x_pos", min_ndim=1, floating=True)
         x_init, index = self.buffer.sample(self.n_negatives or x_pos.shape[0])
         x_neg = self.sampler(energy_fn, x_init).detach()
         self.buffer.update(index, x_neg)

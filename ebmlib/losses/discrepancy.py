@@ -25,6 +25,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from ebmlib.samplers.core import all_finite, raise_unless_finite
 from ebmlib.utils import EnergyFn, check_energy_output, check_int, check_tensor
 
 
@@ -52,13 +53,20 @@ def discrepancy_from_energies(e_pos: Tensor, e_neg: Tensor, *, w: float = 1.0, r
     reduction
         ``"mean"`` (a scalar) or ``"none"`` (shape ``(B,)``).
     """
-    check_tensor(e_pos, "e_pos", ndim=1, finite=False)
-    check_tensor(e_neg, "e_neg", shape=(e_pos.shape[0], None), finite=False)
+    check_tensor(e_pos, "e_pos", ndim=1, floating=True)
+    check_tensor(e_neg, "e_neg", shape=(e_pos.shape[0], None), floating=True)
     if e_neg.shape[1] < 1:
         raise ValueError("e_neg must hold at least one negative per data point")
-    w = _check_offset(w)
+    return _discrepancy(e_pos, e_neg, _check_offset(w), _check_reduction(reduction))
+
+
+def _check_reduction(reduction: str) -> str:
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    return reduction
+
+
+def _discrepancy(e_pos: Tensor, e_neg: Tensor, w: float, reduction: str) -> Tensor:
     v = e_pos.unsqueeze(1) - e_neg
     if w > 0:
         v = torch.cat([v, torch.full_like(v[:, :1], math.log(w))], dim=1)
@@ -114,13 +122,16 @@ def energy_discrepancy(
         The loss and the mean positive and negative energies (detached).
     """
     check_perturbation(perturbation)
+    check_tensor(x, "x", ndim=2, finite=False)  # values: the perturbation's own check
     m = check_int(n_negatives, "n_negatives", minimum=1)
+    w, reduction = _check_offset(w), _check_reduction(reduction)
     with torch.no_grad():
         x_neg = perturbation.contrast(x, m)
     batch, dim = x.shape
     e_pos = check_energy_output(energy_fn(x), batch, "energy_fn", finite=False)
     e_neg = check_energy_output(energy_fn(x_neg.reshape(batch * m, dim)), batch * m, "energy_fn", finite=False)
-    loss = discrepancy_from_energies(e_pos, e_neg.view(batch, m), w=w, reduction=reduction)
+    raise_unless_finite(all_finite(e_pos, e_neg))
+    loss = _discrepancy(e_pos, e_neg.view(batch, m), w, reduction)
     return loss, {"energy_pos": e_pos.mean().detach(), "energy_neg": e_neg.mean().detach()}
 
 
@@ -158,6 +169,8 @@ def exact_energy_discrepancy(energies: Tensor, data_probs: Tensor, transition: T
     check_tensor(transition, "transition", shape=(n, n), floating=True)
     if (data_probs < 0).any() or abs(float(data_probs.sum()) - 1) > 1e-6:
         raise ValueError("data_probs must be a probability vector")
+    if (transition < 0).any() or not torch.allclose(transition.sum(1), torch.ones_like(data_probs), atol=1e-6):
+        raise ValueError("transition must be a stochastic matrix: entries >= 0, rows summing to one")
     # log Σ_x' Q[x', y] exp(-E(x')) for every y; log 0 = -inf drops impossible moves.
     contrast = torch.logsumexp(transition.log() - energies.unsqueeze(1), dim=0)
     return (data_probs * (energies + transition @ contrast)).sum()

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ebmlib.flows import RealNVP, flow_ml_step
 from ebmlib.losses.contrastive import contrastive_divergence
-from ebmlib.samplers.continuous import langevin
+from ebmlib.samplers.continuous import check_adaptation, langevin
 from ebmlib.samplers.flow import FlowProposal, TransportMap, check_flow, flowmc, latent_mala
 from ebmlib.utils import EnergyFn, check_int, check_positive, check_tensor
 
@@ -81,12 +81,20 @@ class FlowEBMLoss:
             raise ValueError(f"n_chains must be <= pool size {pool.shape[0]}, got {n_chains}")
         check_int(n_steps, "n_steps", minimum=1)
         check_positive(step_size, "step_size")
+        check_int(n_local, "n_local", minimum=0)
+        check_int(n_particles, "n_particles", minimum=2)
+        check_adaptation(target_accept, 1.05, 0.03)
+        if record_steps is not None and (isinstance(record_steps, (str, bytes)) or not record_steps or any(
+                isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= n_steps for s in record_steps)):
+            raise ValueError(f"record_steps must be integers in [1, n_steps={n_steps}], got {record_steps!r}")
         if method != "ula":
             if flow is None or flow_optimizer is None:
                 raise ValueError(f"method={method!r} needs flow and flow_optimizer")
-            check_flow(flow, pool)
+            check_flow(flow, pool, FlowProposal, "pool")
             if method == "nt":
-                check_flow(flow, pool, TransportMap)
+                check_flow(flow, pool, TransportMap, "pool")
+            if not isinstance(flow_optimizer, torch.optim.Optimizer):
+                raise ValueError(f"flow_optimizer must be a torch.optim.Optimizer, got {type(flow_optimizer).__name__}")
         self.method, self.pool, self.flow, self.flow_optimizer = method, pool.detach().clone(), flow, flow_optimizer
         self.n_chains, self.n_steps, self.step_size = n_chains, n_steps, float(step_size)
         self.n_local, self.n_particles, self.record_steps = n_local, n_particles, record_steps
@@ -140,7 +148,7 @@ class FlowEBMLoss:
 
     def _step_log(self) -> Tensor:
         # Logged because a collapsing MALA step is the first sign that the negatives lost the EBM.
-        return torch.tensor(self.step_size)
+        return torch.tensor(self.step_size, dtype=self.pool.dtype, device=self.pool.device)
 
     def sample(self, energy_fn: EnergyFn, n_chains: int | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Steps 1–3 alone: chain starts ``(n_chains, d)``, negatives ``(n_neg, d)`` and sampler diagnostics.

@@ -50,15 +50,16 @@ def heat_kernel(n_classes: int, t: float, graph: str) -> Tensor:
       ``-1``, so ``Q = e^{-t} I + (1 - e^{-t}) (1/K) 11ᵀ``: keep with ``e^{-t}``, else resample uniformly.
 
     The result is symmetric and doubly stochastic; round-off negatives are clipped at 0 and rows renormalised.
+    Built on the CPU.
     """
     k = check_int(n_classes, "n_classes", minimum=2)
     t = check_positive(t, "t")
     if graph not in HEAT_GRAPHS:
         raise ValueError(f"graph must be one of {HEAT_GRAPHS}, got {graph!r}")
-    a = torch.arange(k, dtype=torch.float64)
+    a = torch.arange(k, dtype=torch.float64, device="cpu")
     if graph == "uniform":
         keep = math.exp(-t)
-        return keep * torch.eye(k, dtype=torch.float64) + (1 - keep) / k
+        return keep * torch.eye(k, dtype=torch.float64, device="cpu") + (1 - keep) / k
     if graph == "cyclical":
         decay = torch.exp(t * 2 * (torch.cos(2 * math.pi * a / k) - 1))
         q = (decay * torch.cos(2 * math.pi * a * (a[:, None, None] - a[None, :, None]) / k)).sum(-1) / k
@@ -108,13 +109,15 @@ class HeatPerturbation(CategoricalPerturbation):
         self.graphs = tuple(graphs)
         self.matrices = [heat_kernel(k, tc, g) for k, tc, g in zip(self.n_classes, self.times, self.graphs)]
         k_max = max(self.n_classes)
-        cdf = torch.ones(n, k_max, k_max, dtype=torch.float64)
+        cdf = torch.ones(n, k_max, k_max, dtype=torch.float64, device="cpu")
         for c, q in enumerate(self.matrices):
             cdf[c, : q.shape[0], : q.shape[1]] = q.cumsum(dim=1)
         self._cdf = cdf  # (C, K_max, K_max): row a of column c is the CDF of q(·|a)
 
-    def sample_y(self, x: Tensor) -> Tensor:
-        cdf = self._cdf.to(x.device)
+    def _draw(self, x: Tensor) -> Tensor:
+        if self._cdf.device != x.device:  # moved once, not copied to the device at every draw
+            self._cdf = self._cdf.to(x.device)
+        cdf = self._cdf
         columns = torch.arange(x.shape[1], device=x.device)
         rows = cdf[columns, x.long()]  # (B, C, K_max)
         u = torch.rand(*x.shape, 1, device=x.device, dtype=torch.float64)
@@ -168,7 +171,7 @@ class GridPerturbation(CategoricalPerturbation):
     (:meth:`contrast_matrix`), a Monte-Carlo pseudo-likelihood.
     """
 
-    def sample_y(self, x: Tensor) -> Tensor:
+    def _draw(self, x: Tensor) -> Tensor:
         return self._resample_one_column(x, torch.randint(x.shape[1], (x.shape[0],), device=x.device), 1)[:, 0]
 
     def _resample_one_column(self, x: Tensor, column: Tensor, n: int) -> Tensor:
@@ -186,8 +189,8 @@ class GridPerturbation(CategoricalPerturbation):
         return self._resample_one_column(x, column, n)
 
     def transition_matrix(self) -> Tensor:
-        eyes = [torch.eye(k, dtype=torch.float64) for k in self.n_classes]
-        terms = [product_matrix([torch.full((k, k), 1 / k, dtype=torch.float64) if i == c else eyes[i]
+        eyes = [torch.eye(k, dtype=torch.float64, device="cpu") for k in self.n_classes]
+        terms = [product_matrix([torch.full((k, k), 1 / k, dtype=torch.float64, device="cpu") if i == c else eyes[i]
                         for i, k in enumerate(self.n_classes)]) for c in range(len(self.n_classes))]
         if terms[0].shape[0] > MAX_STATES:
             raise ValueError(f"the space has {terms[0].shape[0]} states, more than MAX_STATES")
@@ -217,13 +220,13 @@ class MixedPerturbation(Perturbation):
         check_codes(x[:, self.n_numeric :], self.n_classes, f"{name}[:, {self.n_numeric}:] (categorical columns)")
         return x
 
-    def sample_y(self, x: Tensor) -> Tensor:
+    def _draw(self, x: Tensor) -> Tensor:
         num, cat = x[:, : self.n_numeric], x[:, self.n_numeric :]
-        return torch.cat([self.numeric.sample_y(num), self.categorical.sample_y(cat)], dim=1)
+        return torch.cat([self.numeric._draw(num), self.categorical._draw(cat)], dim=1)
 
     def contrast(self, x: Tensor, n: int) -> Tensor:
         self.check(x)
         check_int(n, "n", minimum=1)
         num, cat = x[:, : self.n_numeric], x[:, self.n_numeric :]
-        return torch.cat([self.numeric.sample_from(self.numeric.sample_y(num), n),
+        return torch.cat([self.numeric._draw_from(self.numeric._draw(num), n),
                           self.categorical.contrast(cat, n)], dim=2)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from ebmlib.samplers.core import all_finite
 from ebmlib.samplers.ode import euler_sample, flow_log_prob, noisy_sample, ode_sample
 from ebmlib.utils import EnergyFn, check_energy_output, check_positive, check_tensor
 
@@ -64,15 +65,19 @@ def self_adversarial_loss(
     loss, logs
         Scalar loss; ``logs`` holds the mean positive and negative energies and the critic term (detached).
     """
-    check_tensor(x_pos, "x_pos", min_ndim=1, finite=False)
-    check_tensor(x_k, "x_k", min_ndim=1, finite=False)
+    if not isinstance(energy, nn.Module):
+        raise ValueError(f"energy must be an nn.Module (its parameters are frozen), got {type(energy).__name__}")
+    check_tensor(x_pos, "x_pos", min_ndim=1, floating=True)
+    check_tensor(x_k, "x_k", min_ndim=1, floating=True)
     if x_pos.shape[1:] != x_k.shape[1:]:
         raise ValueError(f"x_pos and x_k must share the event shape, got {tuple(x_pos.shape)} and {tuple(x_k.shape)}")
     check_positive(generator_weight, "generator_weight")
     if generator and not x_k.requires_grad:
         raise ValueError("x_k carries no graph: sample it with create_graph=True for the generator term")
-    e_pos = check_energy_output(energy(x_pos), x_pos.shape[0], finite=False)
-    e_neg = check_energy_output(energy(x_k.detach()), x_k.shape[0], finite=False)
+    e_pos = check_energy_output(energy(x_pos), x_pos.shape[0], "energy", finite=False)
+    e_neg = check_energy_output(energy(x_k.detach()), x_k.shape[0], "energy", finite=False)
+    if not all_finite(e_pos, e_neg):
+        raise ValueError("energy returned NaN or infinite values")
     critic = e_pos.mean() - e_neg.mean()
     if l2_reg != 0.0:
         critic_loss = critic + check_positive(l2_reg, "l2_reg") * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
@@ -136,6 +141,7 @@ class SelfAdversarialLoss:
         return noisy_sample(energy, x0, **self.sampler_kwargs)
 
     def __call__(self, energy: nn.Module, x_pos: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        check_tensor(x_pos, "x_pos", min_ndim=1, floating=True)
         x_k = self.sample(energy, torch.randn_like(x_pos), create_graph=self.generator)
         return self_adversarial_loss(energy, x_pos, x_k, generator=self.generator,
                                      generator_weight=self.generator_weight, l2_reg=self.l2_reg)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ebmlib.data.codes import check_classes
 from ebmlib.data.graphs import node_pair_mask, num_pairs
 from ebmlib.utils import check_binary, check_int, check_positive, check_probability, check_tensor
 
@@ -31,36 +32,43 @@ MAX_STATES = 4096
 class Perturbation:
     """A symmetric noise process ``q(y|x)`` on rows of shape ``(D,)``.
 
-    Subclasses implement :meth:`check`, :meth:`sample_y` and (on finite spaces) :meth:`transition_matrix`;
-    :meth:`sample_from` defaults to ``n`` independent calls of :meth:`sample_y` on the repeated rows.
+    Subclasses implement :meth:`check`, the draw ``_draw(x)`` (one ``y ~ q(·|x)`` per row of a batch already
+    checked) and, on finite spaces, :meth:`transition_matrix`. The public methods check their input once and
+    then draw: ``_draw_from`` defaults to ``n`` independent draws on the repeated rows.
     """
 
     def check(self, x: Tensor, name: str = "x") -> Tensor:
         """Validate a batch ``(B, D)``; raise ``ValueError`` naming ``name``."""
         raise NotImplementedError
 
+    def _draw(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _draw_from(self, y: Tensor, n: int) -> Tensor:
+        batch, dim = y.shape
+        repeated = y.unsqueeze(1).expand(batch, n, dim).reshape(batch * n, dim)
+        return self._draw(repeated).view(batch, n, dim)
+
     def sample_y(self, x: Tensor) -> Tensor:
         """One draw ``y ~ q(·|x)`` per row: ``(B, D) -> (B, D)``."""
-        raise NotImplementedError
+        return self._draw(self.check(x))
 
     def sample_from(self, y: Tensor, n: int) -> Tensor:
         """``n`` independent draws ``x' ~ q(·|y)`` per row: ``(B, D) -> (B, n, D)``."""
-        batch, dim = y.shape
-        repeated = y.unsqueeze(1).expand(batch, n, dim).reshape(batch * n, dim)
-        return self.sample_y(repeated).view(batch, n, dim)
+        self.check(y, "y")
+        return self._draw_from(y, check_int(n, "n", minimum=1))
 
     def contrast(self, x: Tensor, n: int) -> Tensor:
         """ED negatives: ``y ~ q(·|x)`` once per row, then ``n`` draws ``x' ~ q(·|y)``; ``(B, n, D)``."""
         self.check(x)
-        check_int(n, "n", minimum=1)
-        return self.sample_from(self.sample_y(x), n)
+        return self._draw_from(self._draw(x), check_int(n, "n", minimum=1))
 
     def states(self) -> Tensor:
         """All states of a finite space, ``(S, D)``, mixed radix with the first column most significant."""
         raise ValueError(f"{type(self).__name__} acts on a continuous space: it has no list of states")
 
     def transition_matrix(self) -> Tensor:
-        """``Q[a, b] = q(states[b] | states[a])``, shape ``(S, S)``, float64."""
+        """``Q[a, b] = q(states[b] | states[a])``, shape ``(S, S)``, float64 on the CPU."""
         raise ValueError(f"{type(self).__name__} acts on a continuous space: it has no transition matrix")
 
     def contrast_matrix(self) -> Tensor:
@@ -70,15 +78,22 @@ class Perturbation:
 
 
 def enumerate_states(n_classes: Sequence[int]) -> Tensor:
-    """All states of a finite mixed-radix space, ``(S, D)`` float64, first column most significant."""
+    """All states of a finite mixed-radix space, ``(S, D)`` float64 on the CPU, first column most significant."""
+    n_classes = check_classes(n_classes)
     if math.prod(n_classes) > MAX_STATES:
         raise ValueError(f"the space has {math.prod(n_classes)} states, more than MAX_STATES={MAX_STATES}")
-    grids = torch.meshgrid(*(torch.arange(k, dtype=torch.float64) for k in n_classes), indexing="ij")
+    grids = torch.meshgrid(*(torch.arange(k, dtype=torch.float64, device="cpu") for k in n_classes), indexing="ij")
     return torch.stack([g.reshape(-1) for g in grids], dim=1)
 
 
 def product_matrix(matrices: Sequence[Tensor]) -> Tensor:
     """Kronecker product of the per-column transition matrices: the kernel of independent columns."""
+    if isinstance(matrices, (str, bytes, Tensor)) or not isinstance(matrices, Sequence) or not matrices:
+        raise ValueError(f"matrices must be a non-empty sequence of square matrices, got {type(matrices).__name__}")
+    for i, m in enumerate(matrices):
+        check_tensor(m, f"matrices[{i}]", ndim=2)
+        if m.shape[0] != m.shape[1]:
+            raise ValueError(f"matrices[{i}] must be square, got shape {tuple(m.shape)}")
     out = matrices[0]
     for m in matrices[1:]:
         out = torch.kron(out, m)
@@ -87,7 +102,8 @@ def product_matrix(matrices: Sequence[Tensor]) -> Tensor:
 
 def _flip_matrix(n: int, site: int, dtype: torch.dtype = torch.float64) -> Tensor:
     """Hypercube move that flips bit ``site`` of ``n`` bits (a permutation matrix)."""
-    eye, swap = torch.eye(2, dtype=dtype), torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=dtype)
+    eye = torch.eye(2, dtype=dtype, device="cpu")
+    swap = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=dtype, device="cpu")
     return product_matrix([swap if i == site else eye for i in range(n)])
 
 
@@ -131,13 +147,13 @@ class BernoulliPerturbation(BinaryPerturbation):
         """The heat kernel at time ``t > 0``: ``ε = (1 - e^{-2t}) / 2``."""
         return cls((1 - math.exp(-2 * check_positive(t, "t"))) / 2, dim)
 
-    def sample_y(self, x: Tensor) -> Tensor:
+    def _draw(self, x: Tensor) -> Tensor:
         flips = torch.rand_like(x) < self.epsilon
         return torch.where(flips, 1 - x, x)
 
     def transition_matrix(self) -> Tensor:
         e = self.epsilon
-        one_bit = torch.tensor([[1 - e, e], [e, 1 - e]], dtype=torch.float64)
+        one_bit = torch.tensor([[1 - e, e], [e, 1 - e]], dtype=torch.float64, device="cpu")
         return product_matrix([one_bit] * self._require_dim())
 
 
@@ -148,7 +164,7 @@ class BitFlipPerturbation(BinaryPerturbation):
     index of ``y``, so a negative equals ``x`` with probability ``1/D``.
     """
 
-    def sample_y(self, x: Tensor) -> Tensor:
+    def _draw(self, x: Tensor) -> Tensor:
         index = torch.randint(x.shape[1], (x.shape[0], 1), device=x.device)
         return x.scatter(1, index, 1 - x.gather(1, index))
 
@@ -169,7 +185,7 @@ class GaussianPerturbation(Perturbation):
     def check(self, x: Tensor, name: str = "x") -> Tensor:
         return check_tensor(x, name, ndim=2, floating=True)
 
-    def sample_y(self, x: Tensor) -> Tensor:
+    def _draw(self, x: Tensor) -> Tensor:
         return x + self.sigma * torch.randn_like(x)
 
 
@@ -191,9 +207,12 @@ class NodeSetPerturbation(Perturbation):
     def check(self, x: Tensor, name: str = "x") -> Tensor:
         check_tensor(x, name, shape=(None, num_pairs(self.max_nodes) + 1), floating=True)
         check_binary(x[:, :-1], name)
+        counts = x[:, -1]
+        if not ((counts == counts.round()) & (counts >= 2) & (counts <= self.max_nodes)).all():
+            raise ValueError(f"{name}[:, -1] must hold node counts, integers in [2, max_nodes={self.max_nodes}]")
         return x
 
-    def sample_y(self, x: Tensor) -> Tensor:
+    def _draw(self, x: Tensor) -> Tensor:
         bits, counts = x[:, :-1], x[:, -1:]
         mask = node_pair_mask(counts[:, 0].long(), self.max_nodes).to(bits)
         if self.epsilon is None:  # argmax of uniform noise over the allowed bits: one uniform allowed bit

@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from ebmlib.data.graphs import check_node_counts, max_nodes_of_bits, node_pair_mask
-from ebmlib.samplers.core import flip_bits, flip_log_proposal, sample_categorical
+from ebmlib.samplers.core import all_finite, flip_bits, flip_log_proposal, raise_unless_finite, sample_categorical
 from ebmlib.utils import EnergyFn, check_binary, check_energy_output, check_int, check_tensor
 
 RM_ESTIMATORS = ("unbiased", "biased")
@@ -95,7 +95,9 @@ def ratio_matching(
     if chunk_size is not None:
         check_int(chunk_size, "chunk_size", minimum=1)
     energy = check_energy_output(energy_fn(x), x.shape[0], "energy_fn", finite=False)
-    log_terms = 2 * (energy.unsqueeze(1) - _all_neighbour_energies(energy_fn, x, chunk_size))
+    neighbours = _all_neighbour_energies(energy_fn, x, chunk_size)
+    raise_unless_finite(all_finite(energy, neighbours))
+    log_terms = 2 * (energy.unsqueeze(1) - neighbours)
     loss = log_terms.exp().sum(dim=1).mean()
     return loss, {"objective": loss.detach(), "max_log_term": log_terms.max().detach()}
 
@@ -132,7 +134,9 @@ def rmwggis_proposal(energy_fn: EnergyFn, x: Tensor, *, proposal: str = "gradien
     _check_binary_data(x)
     if proposal not in RM_PROPOSALS:
         raise ValueError(f"proposal must be one of {RM_PROPOSALS}, got {proposal!r}")
-    return _energy_and_log_proposal(energy_fn, x, proposal)
+    energy, log_q = _energy_and_log_proposal(energy_fn, x, proposal)
+    raise_unless_finite(all_finite(energy, log_q))
+    return energy, log_q
 
 
 def _energy_and_log_proposal(energy_fn: EnergyFn, x: Tensor, proposal: str) -> tuple[Tensor, Tensor]:
@@ -237,6 +241,7 @@ def rmwggis(
     index = _draw_flips(log_q, n_samples, replacement)
     neighbours = flip_bits(x.repeat_interleave(n_samples, dim=0), index.reshape(-1))
     energy_flipped = check_energy_output(energy_fn(neighbours), batch * n_samples, "energy_fn", finite=False)
+    raise_unless_finite(all_finite(energy, log_q, energy_flipped))
     log_terms = 2 * (energy.unsqueeze(1) - energy_flipped.view(batch, n_samples))
     if estimator == "unbiased":
         log_weighted = log_terms - log_q.gather(1, index) - math.log(n_samples)
@@ -288,9 +293,10 @@ def ratio_matching_within_nodes(
     check_tensor(x, "x", ndim=2, floating=True)
     check_binary(x, "x")
     max_nodes = max_nodes_of_bits(x)
+    check_node_counts(node_counts, max_nodes)
     if node_counts.shape != (x.shape[0],):
         raise ValueError(f"node_counts must have shape ({x.shape[0]},), got {tuple(node_counts.shape)}")
-    mask = node_pair_mask(check_node_counts(node_counts, max_nodes).to(x.device), max_nodes).to(x)
+    mask = node_pair_mask(node_counts.to(x.device), max_nodes).to(x)
     if (x * (1 - mask)).any():
         raise ValueError("x has edges outside its node set (see node_pair_mask)")
     if n_samples is None:
@@ -311,6 +317,7 @@ def ratio_matching_within_nodes(
     flipped = x[graph].clone()
     flipped[rows, bit] = 1 - flipped[rows, bit]
     energy_flipped = check_energy_output(energy_fn(flipped), len(bit), "energy_fn", finite=False)
+    raise_unless_finite(all_finite(energy, energy_flipped))
     # Excluded draws may have huge log-terms (padding flips are untrained): -inf, not 0 * inf = NaN.
     log_terms = (2 * (energy[graph] - energy_flipped)).masked_fill(kept == 0, -math.inf)
     loss = torch.zeros_like(energy).index_add(0, graph, log_terms.exp()).mean()

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ebmlib.data.codes import check_classes
 from ebmlib.losses.contrastive import PersistentContrastiveDivergence
 from ebmlib.losses.discrepancy import EnergyDiscrepancy
 from ebmlib.losses.heat import (
@@ -22,14 +23,19 @@ from ebmlib.losses.heat import (
 )
 from ebmlib.samplers.buffer import ReplayBuffer
 from ebmlib.samplers.mixed import langevin_gibbs
-from ebmlib.utils import EnergyFn, check_int
+from ebmlib.utils import EnergyFn, check_device, check_float_dtype, check_int
 
 
-def mixed_noise(n: int, n_numeric: int, n_classes: Sequence[int], *,
-                device: torch.device | str | None = None) -> Tensor:
+def mixed_noise(n: int, n_numeric: int, n_classes: Sequence[int], *, device: torch.device | str | None = None,
+                dtype: torch.dtype = torch.float32) -> Tensor:
     """Sampler starting rows ``(n, n_numeric + C)``: standard normal numeric columns, uniform codes."""
-    numeric = torch.randn(n, n_numeric, device=device)
-    codes = torch.stack([torch.randint(0, k, (n,), device=device) for k in n_classes], dim=1).float()
+    check_int(n, "n", minimum=1)
+    check_int(n_numeric, "n_numeric", minimum=0)
+    n_classes = check_classes(n_classes)
+    check_float_dtype(dtype)
+    device = None if device is None else check_device(device)
+    numeric = torch.randn(n, n_numeric, device=device, dtype=dtype)
+    codes = torch.stack([torch.randint(0, k, (n,), device=device) for k in n_classes], dim=1).to(dtype)
     return torch.cat([numeric, codes], dim=1)
 
 
@@ -43,7 +49,10 @@ def tabular_losses(n_numeric: int, n_classes: Sequence[int], ordinal: Sequence[b
     **Str** (structure-chosen) uses the ordinal kernel (``t = 0.01 K²``) for columns flagged in ``ordinal``
     and the uniform one (keep 0.1) for the others. TabCD is :func:`~ebmlib.losses.tabcd_loss`.
     """
-    n_classes = tuple(n_classes)
+    check_int(n_numeric, "n_numeric", minimum=0)
+    n_classes = check_classes(n_classes)
+    if isinstance(ordinal, (str, bytes)) or not isinstance(ordinal, Sequence):
+        raise ValueError(f"ordinal must be a sequence of one flag per categorical column, got {ordinal!r}")
     flags = [bool(o) for o in ordinal]
     if len(flags) != len(n_classes):
         raise ValueError(f"ordinal must give one flag per categorical column ({len(n_classes)}), got {len(flags)}")
@@ -61,18 +70,20 @@ def tabular_losses(n_numeric: int, n_classes: Sequence[int], ordinal: Sequence[b
     }
 
 
-def tabcd_loss(n_numeric: int, n_classes: Sequence[int], *, cd_rounds: int,
-               device: torch.device | str | None = None) -> PersistentContrastiveDivergence:
+def tabcd_loss(n_numeric: int, n_classes: Sequence[int], *, cd_rounds: int, device: torch.device | str | None = None,
+               dtype: torch.dtype = torch.float32) -> PersistentContrastiveDivergence:
     """TabCD: persistent CD for mixed rows, the paper's MCMC baseline.
 
     A replay buffer of 10 000 rows started from :func:`~ebmlib.losses.mixed_noise` (never reinitialised),
     ``cd_rounds`` rounds of :func:`~ebmlib.samplers.langevin_gibbs` (``h = 2.5·10⁻⁴``, the authors' ``s = 5·10⁻⁴``)
     per update and an L2 penalty 0.3 on the energies. Building it draws the buffer's starting rows from the global
-    torch generator.
+    torch generator. ``device`` and ``dtype`` are the buffer's (those of the data rows).
     """
-    n_classes = tuple(n_classes)
+    check_int(n_numeric, "n_numeric", minimum=0)
+    n_classes = check_classes(n_classes)
     check_int(cd_rounds, "cd_rounds", minimum=1)
-    buffer = ReplayBuffer(lambda n: mixed_noise(n, n_numeric, n_classes, device=device), capacity=10_000,
+    check_float_dtype(dtype)
+    buffer = ReplayBuffer(lambda n: mixed_noise(n, n_numeric, n_classes, device=device, dtype=dtype), capacity=10_000,
                           reinit_prob=0.0)
 
     def sampler(energy_fn: EnergyFn, x: Tensor) -> Tensor:

@@ -164,7 +164,7 @@ def graph_mmd(
     sigma = default_sigma if sigma is None else check_positive(sigma, "sigma")
     features = _features(generated, "generated", statistic) + _features(reference, "reference", statistic)
     width = max(len(f) for f in features)
-    x = torch.zeros(len(features), width, dtype=torch.float64)
+    x = torch.zeros(len(features), width, dtype=torch.float64, device="cpu")  # host statistics of graphs
     for i, feature in enumerate(features):
         x[i, : len(feature)] = torch.as_tensor(feature / feature.sum() if is_histogram else feature)
     kernel = partial(kernel_fn, sigma=sigma)

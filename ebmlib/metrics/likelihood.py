@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ebmlib.samplers.discrete import gwg_binary
-from ebmlib.utils import check_binary, check_energy_output, check_int, check_tensor
+from ebmlib.utils import check_binary, check_energy_output, check_int, check_probability, check_tensor
 
 
 def importance_log_partition(energy_fn: Callable[[Tensor], Tensor], samples: Tensor, log_q: Tensor,
@@ -56,10 +56,8 @@ class CodeKernelDensity:
         self.n_classes = check_int(n_classes, "n_classes", minimum=2)
         if not ((centres == centres.round()) & (centres >= 0) & (centres < n_classes)).all():
             raise ValueError(f"centres must hold integer values in [0, {n_classes})")
-        if not 0 < epsilon < 1:
-            raise ValueError(f"epsilon must lie in (0, 1), got {epsilon}")
         self.centres = centres.long()
-        self.epsilon = float(epsilon)
+        self.epsilon = check_probability(epsilon, "epsilon")
 
     def sample(self, n: int) -> Tensor:
         """``(n, d)`` float draws."""
@@ -72,6 +70,9 @@ class CodeKernelDensity:
     def log_prob(self, x: Tensor, *, chunk_size: int = 1024) -> Tensor:
         """``log q(x)`` of ``(n, d)`` codes, shape ``(n,)`` float64."""
         check_tensor(x, "x", shape=(None, self.centres.shape[1]))
+        if not ((x == x.round()) & (x >= 0) & (x < self.n_classes)).all():
+            raise ValueError(f"x must hold integer values in [0, {self.n_classes})")
+        check_int(chunk_size, "chunk_size", minimum=1)
         same, diff = math.log(1 - self.epsilon), math.log(self.epsilon / (self.n_classes - 1))
         out = []
         for chunk in x.long().split(chunk_size):
@@ -119,10 +120,11 @@ def ais_log_partition(energy_fn: Callable[[Tensor], Tensor], base_probs: Tensor,
 
     x = (torch.rand(n_chains, base_probs.shape[0], device=base_probs.device) < base_probs).to(base_probs.dtype)
     log_w = torch.zeros(n_chains, dtype=torch.float64, device=base_probs.device)
-    betas = torch.linspace(0, 1, n_steps + 1).tolist()
+    betas = torch.linspace(0, 1, n_steps + 1, device="cpu").tolist()
     for previous, beta in zip(betas[:-1], betas[1:]):
         with torch.no_grad():
-            log_w += -(beta - previous) * (energy_fn(x) + log_base(x)).double()
+            energy = check_energy_output(energy_fn(x), n_chains, "energy_fn", finite=False)
+            log_w += -(beta - previous) * (energy + log_base(x)).double()
 
         def annealed(z: Tensor, beta: float = beta) -> Tensor:
             return beta * energy_fn(z) - (1 - beta) * log_base(z)

@@ -43,7 +43,8 @@ def _rhat_of_split_chains(chains: Tensor) -> Tensor:
     within = chains.var(1, unbiased=True).mean(0)
     between = length * chain_means.var(0, unbiased=True)
     var_plus = (length - 1) / length * within + between / length
-    return torch.where(within > 0, (var_plus / within).sqrt(), torch.where(between > 0, torch.inf, 1.0))
+    constant = torch.where(between > 0, torch.inf, 1.0).to(within.dtype)  # two Python numbers: default dtype
+    return torch.where(within > 0, (var_plus / within).sqrt(), constant)
 
 
 def split_rhat(chains: Tensor) -> Tensor:

@@ -67,6 +67,8 @@ def predict_sample(
     Tensor
         Predicted labels ``(B, A)``.
     """
+    if not isinstance(noise, JointNoise):
+        raise ValueError(f"noise must be a JointNoise, got {type(noise).__name__}")
     check_tensor(x, "x", shape=(None, noise.low.numel()), floating=True)
     check_int(n_samples, "n_samples", minimum=1)
     y0 = noise.sample_y(x.shape[0] * n_samples).to(x)

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ebmlib.data.codes import bit_weights
-from ebmlib.utils import check_binary, check_int, check_positive, check_tensor, grid_2d
+from ebmlib.utils import check_binary, check_energy_output, check_int, check_positive, check_tensor, grid_2d
 
 Kernel = Callable[[Tensor, Tensor], Tensor]
 """``kernel(a, b)`` maps ``(n, d)`` and ``(m, d)`` to the Gram matrix ``(n, m)``."""
@@ -258,9 +258,10 @@ def median_squared_log_density_error(energy_fn: Callable[[Tensor], Tensor], x: T
     check_tensor(true_log_prob, "true_log_prob", shape=(x.shape[0],), floating=True)
     with torch.no_grad():
         points, area = grid_2d(lim, n, device=x.device, dtype=x.dtype)
-        neg_energy = torch.cat([-energy_fn(chunk) for chunk in points.split(65536)])
+        neg_energy = torch.cat([-check_energy_output(energy_fn(chunk), chunk.shape[0], "energy_fn", finite=False)
+                                for chunk in points.split(65536)])
         log_z = torch.logsumexp(neg_energy, 0) + torch.log(torch.tensor(area, dtype=x.dtype, device=x.device))
-        log_p = -energy_fn(x) - log_z
+        log_p = -check_energy_output(energy_fn(x), x.shape[0], "energy_fn", finite=False) - log_z
     if not torch.isfinite(log_p).all():
         raise ValueError("energy_fn returned NaN or infinite values")
     return (log_p - true_log_prob.to(log_p)).pow(2).median()
@@ -283,8 +284,11 @@ def gaussian_frechet_distance(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tens
     check_tensor(cov2, "cov2", shape=(d, d))
     mu1, mu2, cov1, cov2 = (t.double() for t in (mu1, mu2, cov1, cov2))
     for cov, name in ((cov1, "cov1"), (cov2, "cov2")):
-        if not torch.allclose(cov, cov.T, atol=1e-8 * max(1.0, cov.abs().max().item())):
+        scale = max(1.0, cov.abs().max().item())
+        if not torch.allclose(cov, cov.T, atol=1e-8 * scale):
             raise ValueError(f"{name} must be symmetric")
+        if torch.linalg.eigvalsh((cov + cov.T) / 2).min() < -1e-8 * scale:  # round-off below that is clipped
+            raise ValueError(f"{name} must be positive semi-definite")
     evals1, evecs1 = torch.linalg.eigh(cov1)
     sqrt1 = evecs1 @ torch.diag(evals1.clamp_min(0).sqrt()) @ evecs1.T
     middle = sqrt1 @ cov2 @ sqrt1

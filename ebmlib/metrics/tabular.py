@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ebmlib.data.codes import check_codes
-from ebmlib.utils import check_tensor
+from ebmlib.data.codes import check_classes, check_codes
+from ebmlib.utils import check_int, check_tensor
 
 
 def _features(rows: Tensor, target: int, n_numeric: int, n_classes: Sequence[int]) -> np.ndarray:
@@ -37,12 +37,16 @@ def tstr_auc(train_rows: Tensor, test_rows: Tensor, *, target: int, n_numeric: i
     """
     from sklearn.metrics import roc_auc_score
 
-    n_classes = tuple(n_classes)
+    n_classes = check_classes(n_classes)
+    check_int(n_numeric, "n_numeric", minimum=0)
+    if not n_numeric <= check_int(target, "target") < n_numeric + len(n_classes):
+        raise ValueError(f"target must index a categorical column, got {target}")
+    if model not in ("xgboost", "sklearn"):
+        raise ValueError(f"model must be 'xgboost' or 'sklearn', got {model!r}")
+    check_int(seed, "seed", minimum=0)
     for name, rows in (("train_rows", train_rows), ("test_rows", test_rows)):
         check_tensor(rows, name, shape=(None, n_numeric + len(n_classes)), floating=True)
         check_codes(rows[:, n_numeric:], n_classes, f"{name} (categorical columns)")
-    if not n_numeric <= target < n_numeric + len(n_classes):
-        raise ValueError(f"target must index a categorical column, got {target}")
     k = n_classes[target - n_numeric]
     y_train = train_rows[:, target].long().cpu().numpy()
     y_test = test_rows[:, target].long().cpu().numpy()
@@ -58,12 +62,10 @@ def tstr_auc(train_rows: Tensor, test_rows: Tensor, *, target: int, n_numeric: i
         remap = {c: i for i, c in enumerate(present)}
         clf = XGBClassifier(n_estimators=100, random_state=seed, n_jobs=1, verbosity=0)
         clf.fit(x_train, np.vectorize(remap.get)(y_train))
-    elif model == "sklearn":
+    else:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         clf = HistGradientBoostingClassifier(random_state=seed).fit(x_train, y_train)
-    else:
-        raise ValueError(f"model must be 'xgboost' or 'sklearn', got {model!r}")
     proba = np.zeros((len(x_test), k))
     proba[:, present] = clf.predict_proba(x_test)
     if k == 2:

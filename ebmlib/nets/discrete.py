@@ -39,6 +39,7 @@ class IsingEnergy(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Energies ``(B,)`` of binary states ``x`` of shape ``(B, D)`` (floats, for gradients in ``x``)."""
+        check_tensor(x, "x", finite=False)
         if x.ndim != 2 or x.shape[1] != self.bias.shape[0]:
             raise ValueError(f"x must have shape (B, {self.bias.shape[0]}), got {tuple(x.shape)}")
         spins = 2 * x.to(self.bias.dtype) - 1
@@ -125,6 +126,7 @@ class GraphEnergy(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Energies ``(B,)`` of adjacency bits ``x`` of shape ``(B, n (n - 1) / 2)`` (floats, for ``∇_x E``)."""
         n = self.max_nodes
+        check_tensor(x, "x", finite=False)
         if x.ndim != 2 or x.shape[1] != n * (n - 1) // 2:
             raise ValueError(f"x must have shape (B, {n * (n - 1) // 2}), got {tuple(x.shape)}")
         adjacency = bits_to_adjacency(x.to(self.init_state.dtype), n)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ebmlib.nets.mlp import make_activation
-from ebmlib.utils import check_int
+from ebmlib.utils import check_int, check_tensor
 
 
 def conv_features(width: int = 16, out_channels: int = 16) -> nn.Sequential:
@@ -61,6 +61,7 @@ class ConvEnergy(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Energies ``(B,)`` of images ``(B, C, H, W)``."""
+        check_tensor(x, "x", floating=True, finite=False)
         if x.ndim != 4 or tuple(x.shape[1:]) != self.event_shape:
             raise ValueError(f"x must have shape (B, {', '.join(map(str, self.event_shape))}), got {tuple(x.shape)}")
         return self.head(self.features(x).flatten(1)).squeeze(-1)
@@ -86,8 +87,10 @@ class FeatureClassifier(nn.Module):
         check_int(image_size, "image_size", minimum=2)
         if image_size % 2:
             raise ValueError(f"image_size must be even, got {image_size}")
+        check_int(channels, "channels", minimum=1)
         check_int(n_classes, "n_classes", minimum=2)
         check_int(feature_dim, "feature_dim", minimum=1)
+        self.event_shape = (channels, image_size, image_size)
         self.body = nn.Sequential(
             nn.Conv2d(channels, 32, 3, 1, 1), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(), nn.Flatten(),
             nn.Linear(64 * (image_size // 2) ** 2, feature_dim), nn.ReLU(),
@@ -96,8 +99,9 @@ class FeatureClassifier(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate activations ``(B, feature_dim)`` of images ``(B, C, H, W)``."""
+        check_tensor(x, "x", shape=(None, *self.event_shape), floating=True, finite=False)
         return self.body(x)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``(B, n_classes)``."""
-        return self.classify(self.body(x))
+        return self.classify(self.features(x))

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ebmlib.data.codes import check_classes
 from ebmlib.data.onehot import check_block_sizes
 from ebmlib.nets.mlp import MLP
 from ebmlib.utils import EnergyFn, check_int, check_tensor, repeat_rows
@@ -26,8 +27,10 @@ class MixedEnergy(nn.Module):
                  depth: int = 3) -> None:
         super().__init__()
         self.n_numeric = check_int(n_numeric, "n_numeric", minimum=0)
-        self.n_classes = tuple(check_int(k, f"n_classes[{i}]", minimum=2) for i, k in enumerate(n_classes))
+        self.n_classes = check_classes(n_classes)
         check_int(emb_dim, "emb_dim", minimum=1)
+        check_int(hidden, "hidden", minimum=1)
+        check_int(depth, "depth", minimum=0)
         self.register_buffer("offsets", torch.tensor([0, *np.cumsum(self.n_classes)[:-1].tolist()]))
         self.embedding = nn.Embedding(sum(self.n_classes), emb_dim)
         self.mlp = MLP(self.n_numeric + emb_dim * len(self.n_classes), 1, [hidden] * depth, "swish")
@@ -62,6 +65,8 @@ class JointEnergy(nn.Module):
     def __init__(self, x_shape: Sequence[int], block_sizes: Sequence[int], hidden_dims: Sequence[int], *,
                  activation: str = "elu", features: nn.Module | None = None, feature_dim: int | None = None) -> None:
         super().__init__()
+        if isinstance(x_shape, (str, bytes)) or not isinstance(x_shape, Sequence) or not x_shape:
+            raise ValueError(f"x_shape must be a non-empty sequence of sizes, got {x_shape!r}")
         self.x_shape = tuple(check_int(s, "x_shape", minimum=1) for s in x_shape)
         self.block_sizes = check_block_sizes(block_sizes)
         self.x_dim = math.prod(self.x_shape)
@@ -86,6 +91,7 @@ class JointEnergy(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         """Energies ``(B,)`` of joint states ``z`` of shape ``(B, D + K)``."""
+        check_tensor(z, "z", floating=True, finite=False)
         if z.ndim != 2 or z.shape[1] != self.x_dim + sum(self.block_sizes):
             raise ValueError(f"z must have shape (B, {self.x_dim + sum(self.block_sizes)}), got {tuple(z.shape)}")
         return self._head(self._features(z[:, : self.x_dim]), z[:, self.x_dim :])
@@ -93,6 +99,12 @@ class JointEnergy(nn.Module):
     def label_energy(self, x: Tensor) -> EnergyFn:
         """``y ↦ E(x, y)`` for fixed ``x`` (``(B, D)``), computing ``h_φ(x)`` once (no gradient to ``x``);
         ``y`` may hold several label vectors per ``x`` (see :func:`~ebmlib.samplers.label_energy`)."""
+        check_tensor(x, "x", shape=(None, self.x_dim), floating=True, finite=False)
         with torch.no_grad():
             h = self._features(x)
-        return lambda y: self._head(repeat_rows(h, y.shape[0], "y"), y)
+
+        def energy(y: Tensor) -> Tensor:
+            check_tensor(y, "y", shape=(None, sum(self.block_sizes)), finite=False)
+            return self._head(repeat_rows(h, y.shape[0], "y"), y)
+
+        return energy

@@ -23,9 +23,12 @@ class Swish(nn.Module):
 
     def __init__(self, learnable_beta: bool = True) -> None:
         super().__init__()
+        if not isinstance(learnable_beta, bool):
+            raise ValueError(f"learnable_beta must be a bool, got {learnable_beta!r}")
         self.beta = nn.Parameter(torch.ones(())) if learnable_beta else None
 
     def forward(self, x: Tensor) -> Tensor:
+        check_tensor(x, "x", floating=True, finite=False)
         beta = 1.0 if self.beta is None else self.beta
         return x * torch.sigmoid(beta * x)
 
@@ -43,7 +46,7 @@ _ACTIVATIONS = {
 def make_activation(name: str) -> nn.Module:
     """Return a fresh activation module by name (one of ``swish, silu, elu, relu, leaky_relu, tanh``)."""
     if name not in _ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}")
+        raise ValueError(f"activation name must be one of {sorted(_ACTIVATIONS)}, got {name!r}")
     return _ACTIVATIONS[name]()
 
 
@@ -77,7 +80,10 @@ class MLP(nn.Module):
         self.in_dim = in_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        """Map ``(B, in_dim)`` to ``(B, out_dim)``."""
+        """Map ``(B, in_dim)`` to ``(B, out_dim)`` (any leading dimensions; metadata checked only)."""
+        check_tensor(x, "x", min_ndim=1, floating=True, finite=False)
+        if x.shape[-1] != self.in_dim:
+            raise ValueError(f"x must have {self.in_dim} features in its last dimension, got shape {tuple(x.shape)}")
         return self.net(x)
 
 
@@ -105,8 +111,7 @@ class MLPEnergy(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Return energies of shape ``(B,)`` for ``x`` of shape ``(B, *event_shape)``."""
-        if x.ndim < 1:
-            raise ValueError(f"x must have a batch dimension, got shape {tuple(x.shape)}")
+        check_tensor(x, "x", min_ndim=1, finite=False)
         flat = x.reshape(x.shape[0], -1)
         if flat.shape[1] != self.mlp.in_dim:
             raise ValueError(f"x must have {self.mlp.in_dim} features per sample, got {flat.shape[1]}")
@@ -115,6 +120,8 @@ class MLPEnergy(nn.Module):
 
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable scalars in ``module``."""
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     return sum(math.prod(p.shape) for p in module.parameters() if p.requires_grad)
 
 
@@ -124,7 +131,7 @@ def toy_energy_net(dim: int, hidden_dims: Sequence[int] = (32, 64, 64, 64)) -> M
     The output layer is zero, so ``E_{θ0} ≡ 0`` as flowMC-EBM's initialisation requires. The MLP maps
     ``(B, d)`` to ``(B, 1)``; :class:`~ebmlib.nets.TiltedEnergy` squeezes it to ``(B,)``.
     """
-    net = MLP(dim, 1, hidden_dims, activation="leaky_relu")
+    net = MLP(check_int(dim, "dim", minimum=1), 1, hidden_dims, activation="leaky_relu")
     nn.init.zeros_(net.net[-1].weight)
     nn.init.zeros_(net.net[-1].bias)
     return net
@@ -148,12 +155,16 @@ class TiltedEnergy(nn.Module):
 
     def __init__(self, net: nn.Module, dim: int, base_std: float) -> None:
         super().__init__()
+        if not isinstance(net, nn.Module):
+            raise ValueError(f"net must be a torch.nn.Module, got {type(net).__name__}")
         self.net = net
         self.dim = check_int(dim, "dim", minimum=1)
-        self.register_buffer("base_std", torch.tensor(check_positive(base_std, "base_std")))
+        # float64, so that .double() keeps σ exact; a 0-dim tensor does not promote float32 inputs.
+        self.register_buffer("base_std", torch.tensor(check_positive(base_std, "base_std"), dtype=torch.float64))
 
     def base_log_prob(self, x: Tensor) -> Tensor:
         """``log ρ(x)``, ``(B, d) -> (B,)``."""
+        check_tensor(x, "x", shape=(None, self.dim), floating=True, finite=False)
         var = self.base_std**2
         return -0.5 * (x.pow(2).sum(-1) / var + self.dim * torch.log(2 * torch.pi * var))
 

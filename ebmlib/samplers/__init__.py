@@ -31,6 +31,7 @@ from ebmlib.samplers.buffer import (
 from ebmlib.samplers.categorical import (
     categorical_log_proposal,
     gibbs_categorical,
+    gibbs_categorical_sweep,
     gwg_categorical,
     gwg_categorical_step,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "categorical_log_proposal",
     "gwg_categorical_step",
     "gwg_categorical",
+    "gibbs_categorical_sweep",
     "gibbs_categorical",
     "langevin_update",
     "langevin",

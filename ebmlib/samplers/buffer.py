@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor
 
-from ebmlib.utils import check_int, check_tensor
+from ebmlib.utils import check_int, check_real, check_tensor
 
 
 class ReplayBuffer:
@@ -29,8 +29,10 @@ class ReplayBuffer:
     """
 
     def __init__(self, init_fn: Callable[[int], Tensor], capacity: int, reinit_prob: float = 0.05) -> None:
+        if not callable(init_fn):
+            raise ValueError(f"init_fn must be callable, init_fn(n) -> (n, *event), got {type(init_fn).__name__}")
         check_int(capacity, "capacity", minimum=1)
-        if not 0.0 <= reinit_prob < 1.0:
+        if not 0.0 <= check_real(reinit_prob, "reinit_prob") < 1.0:
             raise ValueError(f"reinit_prob must lie in [0, 1), got {reinit_prob}")
         self.init_fn = init_fn
         self.reinit_prob = float(reinit_prob)
@@ -62,8 +64,15 @@ class ReplayBuffer:
         return states, index
 
     def update(self, index: Tensor, states: Tensor) -> None:
-        """Write moved ``states`` (shape ``(n, *event)``) back at ``index`` (shape ``(n,)``)."""
-        if states.shape[1:] != self.states.shape[1:] or states.shape[0] != index.shape[0]:
+        """Write moved ``states`` (shape ``(n, *event)``, finite) back at ``index`` (integers, shape ``(n,)``)."""
+        check_tensor(index, "index", ndim=1)
+        if index.is_floating_point() or index.dtype == torch.bool:
+            raise ValueError(f"index must hold integer positions, got dtype {index.dtype}")
+        check_tensor(states, "states", min_ndim=1)
+        if states.shape[0] != index.shape[0]:
+            raise ValueError(f"index and states must have one entry per state, got {index.shape[0]} and "
+                             f"{states.shape[0]}")
+        if states.shape[1:] != self.states.shape[1:]:
             raise ValueError(
                 f"states must have shape ({index.shape[0]}, {', '.join(map(str, self.states.shape[1:]))}), "
                 f"got {tuple(states.shape)}"

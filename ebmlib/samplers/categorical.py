@@ -9,9 +9,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ebmlib.data.codes import check_codes
+from ebmlib.data.codes import check_classes, check_codes
 from ebmlib.data.onehot import block_index, block_sums, check_block_sizes, check_one_hot, free_columns
-from ebmlib.samplers.core import metropolis_accept, raise_unless_finite, sample_categorical, select_rows
+from ebmlib.samplers.core import all_finite, metropolis_accept, raise_unless_finite, sample_categorical, select_rows
 from ebmlib.utils import EnergyFn, check_energy_output, check_int, check_positive, check_tensor, energy_and_grad
 
 
@@ -40,7 +40,12 @@ def categorical_log_proposal(
     log_q, movable
         ``(B, K)`` log-probabilities (``-inf`` off the support) and ``(B,)``: chains with any allowed move.
         Rows without one get a dummy uniform proposal that the caller must reject.
+
+    Only metadata is checked (safe inside sampling loops).
     """
+    _check_step_arguments(y, index, free)
+    check_tensor(grad, "grad", shape=tuple(y.shape), finite=False)
+    temperature = check_positive(temperature, "temperature")
     # Σ_j ∂_{aj}E y_{aj} of each column's block; K ≥ A slots avoid reading the number of blocks off the device.
     current = block_sums(grad * y, index, y.shape[1])[:, index]
     allowed = free & (y == 0)
@@ -48,6 +53,19 @@ def categorical_log_proposal(
     logits = torch.where(allowed, -(grad - current) / temperature, -math.inf)
     logits = torch.where(movable, logits, torch.zeros_like(logits))
     return torch.log_softmax(logits, dim=1), movable.squeeze(1)
+
+
+def _check_step_arguments(y: Tensor, index: Tensor, free: Tensor) -> None:
+    """Metadata of a GwG step's one-hot states ``(B, K)``, block index ``(K,)`` and free-column mask ``(B, K)``."""
+    check_tensor(y, "y", ndim=2, floating=True, finite=False)
+    check_tensor(index, "index", ndim=1)
+    if index.shape[0] != y.shape[1]:
+        raise ValueError(f"y has {y.shape[1]} columns but index has {index.shape[0]} entries: one per column")
+    if index.is_floating_point() or index.dtype == torch.bool:
+        raise ValueError(f"index must hold integer block numbers, got dtype {index.dtype}")
+    check_tensor(free, "free", shape=tuple(y.shape))
+    if free.dtype != torch.bool:
+        raise ValueError(f"free must be a boolean mask, got dtype {free.dtype}")
 
 
 def gwg_categorical_step(
@@ -58,7 +76,12 @@ def gwg_categorical_step(
     Without ``x``, ``energy_fn`` maps ``y`` to energies and ``grad_x`` is ``None``. With ``x`` (``(B, D)``),
     ``energy_fn`` takes ``concat(x, y)`` and each evaluation also yields ``∇_x E``: ``grad_x`` is
     ``∇_x E(x, y_new)``, which the following Langevin step on ``x | y_new`` can use without evaluating again.
+    Only metadata is checked (safe inside sampling loops); ``finite`` is a 0-dim flag on the device.
     """
+    _check_step_arguments(y, index, free)
+    temperature = check_positive(temperature, "temperature")
+    if x is not None:
+        check_tensor(x, "x", shape=(y.shape[0], None), floating=True, finite=False)
 
     def evaluate(labels: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         if x is None:
@@ -83,7 +106,7 @@ def gwg_categorical_step(
     )
     accepted = metropolis_accept(log_alpha) & movable
     checked = [energy, grad, energy_prop, grad_prop] + ([] if x is None else [grad_x, grad_x_prop])
-    finite = torch.stack([torch.isfinite(t).all() for t in checked]).all()
+    finite = all_finite(*checked)
     grad_x = None if x is None else select_rows(accepted, grad_x_prop, grad_x)
     return select_rows(accepted, proposal, y), accepted, finite, grad_x
 
@@ -142,28 +165,69 @@ def gwg_categorical(
     return y, n_accepted / n_steps
 
 
+def gibbs_categorical_sweep(energy_fn: EnergyFn, x: Tensor, n_classes: Sequence[int], *,
+                            n_numeric: int = 0) -> tuple[Tensor, Tensor]:
+    """One systematic Gibbs sweep over the categorical columns of rows ``[numeric | codes]``: the kernel of
+    :func:`~ebmlib.samplers.gibbs_categorical`.
+
+    Column ``c`` is redrawn from its exact conditional ``p(x_c = k | rest) = softmax_k(-E(x with x_c = k))``, by
+    the Gumbel-max trick on one batched evaluation of ``E`` over the ``B · K_c`` candidate rows. Only metadata is
+    checked (safe inside sampling loops).
+
+    Returns
+    -------
+    rows, finite
+        New rows ``(B, n_numeric + C)`` (``x`` is not modified) and a 0-dim boolean tensor on the device: whether
+        every energy was finite.
+    """
+    check_tensor(x, "x", shape=(None, n_numeric + len(n_classes)), floating=True, finite=False)
+    batch, dim = x.shape
+    finite = torch.ones((), dtype=torch.bool, device=x.device)
+    with torch.no_grad():
+        x = x.detach().clone()
+        for c, k in enumerate(n_classes):
+            col = n_numeric + c
+            candidates = x.unsqueeze(1).repeat(1, k, 1)
+            candidates[:, :, col] = torch.arange(k, device=x.device, dtype=x.dtype)
+            energy = check_energy_output(energy_fn(candidates.view(batch * k, dim)), batch * k, "energy_fn",
+                                         finite=False)
+            finite &= all_finite(energy)
+            gumbel = -torch.empty(batch, k, device=x.device, dtype=energy.dtype).exponential_().log()
+            x[:, col] = (-energy.view(batch, k) + gumbel).argmax(dim=1).to(x.dtype)
+    return x, finite
+
+
 def gibbs_categorical(energy_fn: EnergyFn, x: Tensor, n_classes: Sequence[int], n_sweeps: int = 1, *,
                       n_numeric: int = 0) -> Tensor:
-    """Systematic-scan Gibbs sweeps over the categorical columns of rows ``[numeric | codes]``.
+    """Systematic-scan Gibbs sweeps (:func:`~ebmlib.samplers.gibbs_categorical_sweep`) over the categorical columns
+    of rows ``[numeric | codes]``; numeric columns stay fixed. Energies are checked for finiteness once per call.
 
-    Column ``c`` is redrawn from its exact conditional ``p(x_c = k | rest) = softmax_k(-E(x with x_c = k))``:
-    one batched evaluation of ``E`` on the ``B · K_c`` candidate rows per column. Numeric columns stay fixed.
+    Parameters
+    ----------
+    energy_fn
+        Maps rows ``(N, n_numeric + C)`` to ``(N,)``.
+    x
+        Rows ``(B, n_numeric + C)``, floating, the codes integers ``0 <= x[:, n_numeric + c] < n_classes[c]``.
+    n_classes
+        ``K_c >= 2`` per categorical column.
+    n_sweeps
+        Number of sweeps.
+    n_numeric
+        Number of leading numeric columns.
 
-    Returns new rows ``(B, n_numeric + C)``; ``x`` is not modified.
+    Returns
+    -------
+    Tensor
+        New rows ``(B, n_numeric + C)``; ``x`` is not modified.
     """
-    n_classes = tuple(n_classes)
+    n_classes = check_classes(n_classes)
+    check_int(n_numeric, "n_numeric", minimum=0)
     check_tensor(x, "x", shape=(None, n_numeric + len(n_classes)), floating=True)
     check_codes(x[:, n_numeric:], n_classes, "x (categorical columns)")
     check_int(n_sweeps, "n_sweeps", minimum=1)
-    batch, dim = x.shape
-    with torch.no_grad():
-        x = x.detach().clone()
-        for _ in range(n_sweeps):
-            for c, k in enumerate(n_classes):
-                col = n_numeric + c
-                candidates = x.unsqueeze(1).repeat(1, k, 1)
-                candidates[:, :, col] = torch.arange(k, device=x.device, dtype=x.dtype)
-                energy = check_energy_output(energy_fn(candidates.view(batch * k, dim)), batch * k, "energy_fn")
-                gumbel = -torch.empty(batch, k, device=x.device).exponential_().log()
-                x[:, col] = (-energy.view(batch, k) + gumbel).argmax(dim=1).to(x.dtype)
+    finite = torch.ones((), dtype=torch.bool, device=x.device)
+    for _ in range(n_sweeps):
+        x, ok = gibbs_categorical_sweep(energy_fn, x, n_classes, n_numeric=n_numeric)
+        finite &= ok
+    raise_unless_finite(finite)
     return x

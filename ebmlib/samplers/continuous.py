@@ -44,7 +44,14 @@ def langevin_update(x: Tensor, grad: Tensor, step_size: float, noise_scale: floa
         :math:`\sigma \ge 0`; :math:`\sqrt{2h}` targets :math:`p \propto e^{-E}`, 0 is gradient descent.
     clamp
         ``(lo, hi)``: clamp every coordinate after the move.
+
+    Only metadata and the Python numbers are checked (safe inside sampling loops).
     """
+    check_tensor(x, "x", min_ndim=1, floating=True, finite=False)
+    check_tensor(grad, "grad", shape=tuple(x.shape), finite=False)
+    step_size = check_positive(step_size, "step_size")
+    noise_scale = check_noise_scale(noise_scale)
+    clamp = None if clamp is None else check_clamp(clamp)
     x = x - step_size * grad
     if noise_scale > 0:
         x = x + noise_scale * torch.randn_like(x)
@@ -215,9 +222,13 @@ def mala_step(energy_fn: EnergyFn, x: Tensor, energy: Tensor, grad: Tensor,
     Returns
     -------
     x, energy, grad, accepted
-        The new states, energies and gradients, and the ``(B,)`` boolean acceptances. Nothing is checked for
-        finiteness here: a NaN proposal is rejected, and callers check the carried values once per run.
+        The new states, energies and gradients, and the ``(B,)`` boolean acceptances. Only metadata is checked
+        here: a NaN proposal is rejected, and callers check the carried values for finiteness once per run.
     """
+    check_tensor(x, "x", ndim=2, floating=True, finite=False)
+    check_tensor(energy, "energy", shape=(x.shape[0],), finite=False)
+    check_tensor(grad, "grad", shape=tuple(x.shape), finite=False)
+    _check_step_tensor(step_size)
     mean = x - step_size * grad
     proposal = mean + torch.sqrt(2 * step_size) * torch.randn_like(x)
     energy_prop, grad_prop = energy_and_grad(energy_fn, proposal)
@@ -230,13 +241,24 @@ def mala_step(energy_fn: EnergyFn, x: Tensor, energy: Tensor, grad: Tensor,
             select_rows(accepted, grad_prop, grad), accepted)
 
 
+def _check_step_tensor(step_size: Tensor) -> None:
+    check_tensor(step_size, "step_size", ndim=0, floating=True, finite=False)
+
+
 def adapt_step_size(step_size: Tensor, accepted: Tensor, target_accept: float, adapt_factor: float = 1.05,
                     tolerance: float = 0.03) -> Tensor:
     """Multiplicative step-size rule of the ``flow_mcmc`` reference code, on the device (no host sync).
 
     With ``â`` the mean of ``accepted`` (``(B,)`` bool): ``h·adapt_factor`` if ``â > target + tolerance``,
-    ``h/adapt_factor`` if ``â < target - tolerance``, else ``h``. Returns a 0-dim tensor.
+    ``h/adapt_factor`` if ``â < target - tolerance``, else ``h``. Returns a 0-dim tensor. Only metadata and the
+    Python numbers are checked (safe inside sampling loops).
     """
+    _check_step_tensor(step_size)
+    check_tensor(accepted, "accepted", ndim=1)
+    if accepted.dtype != torch.bool:
+        raise ValueError(f"accepted must be a boolean tensor, got dtype {accepted.dtype}")
+    check_probability(target_accept, "target_accept")
+    check_adaptation(target_accept, adapt_factor, tolerance)
     rate = accepted.to(step_size.dtype).mean()
     return torch.where(rate > target_accept + tolerance, step_size * adapt_factor,
                        torch.where(rate < target_accept - tolerance, step_size / adapt_factor, step_size))

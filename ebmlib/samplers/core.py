@@ -74,7 +74,11 @@ def flip_log_proposal(x: Tensor, grad: Tensor, temperature: float = 2.0) -> Tens
 
 
 def metropolis_accept(log_alpha: Tensor) -> Tensor:
-    """Accept chain ``b`` with probability ``min(1, exp(log_alpha_b))``; return the ``(B,)`` boolean mask."""
+    """Accept chain ``b`` with probability ``min(1, exp(log_alpha_b))``; return the ``(B,)`` boolean mask.
+
+    ``log_alpha`` is a floating ``(B,)`` tensor; only metadata is checked (safe inside sampling loops).
+    """
+    check_tensor(log_alpha, "log_alpha", ndim=1, floating=True, finite=False)
     # log U < log α avoids overflowing exp(log α); U = 0 (log U = -inf) is accepted, as U < α demands.
     return torch.rand_like(log_alpha).log() < log_alpha
 
@@ -83,14 +87,23 @@ def sample_categorical(log_probs: Tensor) -> Tensor:
     """One index per row from ``softmax(log_probs)``, shape ``(B,)``, by the Gumbel-max trick.
 
     Unlike :func:`torch.multinomial` it does not validate values on the host, so NaN reaches the deferred
-    finiteness check of the calling sampler.
+    finiteness check of the calling sampler. ``log_probs`` is a floating ``(B, K)`` tensor (metadata checked).
     """
+    check_tensor(log_probs, "log_probs", ndim=2, floating=True, finite=False)
     gumbel = -torch.empty_like(log_probs).exponential_().log()
     return (log_probs + gumbel).argmax(dim=-1)
 
 
 def select_rows(accepted: Tensor, proposal: Tensor, current: Tensor) -> Tensor:
-    """Per chain, ``proposal`` where ``accepted`` (shape ``(B,)``) else ``current``; any trailing shape."""
+    """Per chain, ``proposal`` where ``accepted`` (boolean, shape ``(B,)``) else ``current``; any trailing shape.
+
+    Only metadata is checked (safe inside sampling loops).
+    """
+    check_tensor(current, "current", min_ndim=1, finite=False)
+    check_tensor(proposal, "proposal", shape=tuple(current.shape), finite=False)
+    check_tensor(accepted, "accepted", shape=(current.shape[0],))
+    if accepted.dtype != torch.bool:
+        raise ValueError(f"accepted must be a boolean tensor, got dtype {accepted.dtype}")
     mask = accepted.view(-1, *([1] * (current.ndim - 1)))
     return torch.where(mask, proposal, current)
 

@@ -59,8 +59,10 @@ def gibbs_binary(energy_fn: EnergyFn, x: Tensor, n_sweeps: int = 1, *, order: st
         energy = check_energy_output(energy_fn(x), batch, "energy_fn", finite=False)
         # Finiteness is checked once at the end: a check per coordinate would synchronise with the device.
         finite = all_finite(energy)
-        for _ in range(n_sweeps):
-            coords = torch.randperm(dim).tolist() if order == "random" else range(dim)
+        # The visiting orders are drawn on the host, all at once: one read per call, not one per sweep.
+        orders = (torch.stack([torch.randperm(dim, device="cpu") for _ in range(n_sweeps)]).tolist()
+                  if order == "random" else [range(dim)] * n_sweeps)
+        for coords in orders:
             for i in coords:
                 flipped = x.clone()
                 flipped[:, i] = 1 - x[:, i]
@@ -244,7 +246,7 @@ def gibbs_within_nodes(
     if (x * (1 - node_pair_mask(counts, max_nodes).to(x))).any():
         raise ValueError("x has edges outside its chain's node set; start from states inside node_pair_mask")
     order = torch.argsort(counts, descending=True)
-    _, cols = torch.triu_indices(max_nodes, max_nodes, offset=1)
+    _, cols = torch.triu_indices(max_nodes, max_nodes, offset=1, device="cpu")
     # Chains with n_b > j form a prefix after sorting; their number per bit is known before the loop, so the
     # loop needs no host synchronisation.
     n_active = (counts[order][None, :] > cols[:, None]).sum(1).tolist()

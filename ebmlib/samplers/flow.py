@@ -39,13 +39,14 @@ class TransportMap(Protocol):
         """``T(z)`` and its log-Jacobian determinant."""
 
 
-def check_flow(flow: object, x: Tensor, protocol: type = FlowProposal) -> None:
-    """Check that ``flow`` has the methods of ``protocol`` and, if it declares ``dim``, that it matches ``x``."""
+def check_flow(flow: object, x: Tensor, protocol: type = FlowProposal, name: str = "x") -> None:
+    """Check that ``flow`` has the methods of ``protocol`` and, if it declares ``dim``, that it matches ``x``
+    (the argument called ``name``)."""
     if not isinstance(flow, protocol):
         raise ValueError(f"flow must implement {protocol.__name__}, got {type(flow).__name__}")
     dim = getattr(flow, "dim", None)
     if dim is not None and dim != x.shape[1]:
-        raise ValueError(f"flow has dimension {dim} but x has shape {tuple(x.shape)}")
+        raise ValueError(f"{name} must have {dim} columns, the flow's dimension, got shape {tuple(x.shape)}")
 
 
 def isir_step(energy_fn: EnergyFn, x: Tensor, flow: FlowProposal, n_particles: int, *,
@@ -200,11 +201,15 @@ def flowmc(energy_fn: EnergyFn, x: Tensor, flow: FlowProposal, *, n_steps: int, 
 
 def latent_energy(energy_fn: EnergyFn, flow: TransportMap) -> EnergyFn:
     r"""Energy of the pull-back of ``π ∝ e^{-U}`` to the flow's latent space:
-    :math:`U_z(z) = U(T(z)) - \log|\det J_T(z)|` (neural transport, Nijkamp et al. 2022)."""
+    :math:`U_z(z) = U(T(z)) - \log|\det J_T(z)|` (neural transport, Nijkamp et al. 2022). Only metadata is checked
+    when it is evaluated (it runs inside sampling loops)."""
+    if not isinstance(flow, TransportMap):
+        raise ValueError(f"flow must implement TransportMap, got {type(flow).__name__}")
 
     def energy(z: Tensor) -> Tensor:
+        check_tensor(z, "z", ndim=2, floating=True, finite=False)
         x, log_det = flow(z)
-        return energy_fn(x) - log_det
+        return check_energy_output(energy_fn(x), z.shape[0], "energy_fn", finite=False) - log_det
 
     return energy
 
@@ -217,7 +222,7 @@ def latent_mala(energy_fn: EnergyFn, flow: TransportMap, z: Tensor, *, n_steps: 
     Returns the states mapped back, ``T(z_final)`` ``(B, d)``, and the latent :class:`~ebmlib.samplers.MALAResult`.
     """
     check_tensor(z, "z", ndim=2, floating=True)
-    check_flow(flow, z, TransportMap)
+    check_flow(flow, z, TransportMap, "z")
     result = mala(latent_energy(energy_fn, flow), z, n_steps=n_steps, step_size=step_size,
                   target_accept=target_accept)
     with torch.no_grad():

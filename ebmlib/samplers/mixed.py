@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ebmlib.data.codes import check_classes, check_codes
 from ebmlib.data.onehot import (
     block_index,
     block_sums,
@@ -23,8 +24,8 @@ from ebmlib.data.onehot import (
     free_columns,
     labels_to_one_hot,
 )
-from ebmlib.samplers.categorical import gibbs_categorical, gwg_categorical, gwg_categorical_step
-from ebmlib.samplers.continuous import langevin, langevin_update
+from ebmlib.samplers.categorical import gibbs_categorical_sweep, gwg_categorical, gwg_categorical_step
+from ebmlib.samplers.continuous import langevin_update
 from ebmlib.samplers.core import all_finite, check_clamp, raise_unless_finite
 from ebmlib.utils import EnergyFn, check_int, check_positive, check_tensor, energy_and_grad, repeat_rows
 
@@ -33,11 +34,17 @@ def label_energy(energy_fn: EnergyFn, x: Tensor) -> EnergyFn:
     """``y ↦ E(x, y)`` at fixed ``x`` (``(B, D)``); uses ``energy_fn.label_energy`` (cached features) if any.
 
     The returned function takes ``y`` of shape ``(B·m, K)``: ``m`` label vectors per ``x``, grouped, so row
-    ``i·m + j`` is paired with ``x_i``.
+    ``i·m + j`` is paired with ``x_i``. Only metadata is checked (it is built inside sampling loops).
     """
+    check_tensor(x, "x", ndim=2, floating=True, finite=False)
     if hasattr(energy_fn, "label_energy"):
         return energy_fn.label_energy(x)
-    return lambda y: energy_fn(torch.cat([repeat_rows(x, y.shape[0], "y"), y], dim=1))
+
+    def energy(y: Tensor) -> Tensor:
+        check_tensor(y, "y", ndim=2, finite=False)
+        return energy_fn(torch.cat([repeat_rows(x, y.shape[0], "y"), y], dim=1))
+
+    return energy
 
 
 def _data_energy(energy_fn: EnergyFn, y: Tensor) -> EnergyFn:
@@ -155,7 +162,8 @@ class MWGSampler:
 
     def __call__(self, energy_fn: EnergyFn, z: Tensor, *, clamp: Tensor | None = None,
                  update_x: bool = True, n_steps: int | None = None) -> Tensor:
-        return mwg_joint(energy_fn, z, self.x_dim, self.block_sizes, n_steps=n_steps or self.n_steps,
+        n_steps = self.n_steps if n_steps is None else n_steps
+        return mwg_joint(energy_fn, z, self.x_dim, self.block_sizes, n_steps=n_steps,
                          step_size=self.step_size, temperature=self.temperature, clamp=clamp, update_x=update_x,
                          x_bounds=self.x_bounds)
 
@@ -176,6 +184,8 @@ class JointNoise:
         check_tensor(high, "high", shape=tuple(low.shape), floating=True)
         if (high < low).any():
             raise ValueError("high must be >= low in every dimension")
+        if isinstance(probs, (str, bytes, Tensor)) or not isinstance(probs, Sequence) or not probs:
+            raise ValueError(f"probs must be a non-empty sequence of probability vectors, got {probs!r}")
         for a, p in enumerate(probs):
             check_tensor(p, f"probs[{a}]", ndim=1, floating=True)
             if p.numel() < 2 or (p < 0).any() or not torch.isclose(p.sum(), p.new_tensor(1.0)):
@@ -190,6 +200,8 @@ class JointNoise:
         sizes = check_block_sizes(block_sizes)
         check_tensor(x, "x", ndim=2, floating=True)
         check_one_hot(y, sizes, allow_missing=True)
+        if y.shape[0] != x.shape[0]:
+            raise ValueError(f"x and y must have one row per point, got {x.shape[0]} and {y.shape[0]}")
         counts = [torch.ones_like(b[0]) if uniform_y else b.sum(0) for b in y.split(sizes, dim=1)]
         for a, c in enumerate(counts):
             if c.sum() == 0:
@@ -198,11 +210,13 @@ class JointNoise:
 
     def sample_x(self, n: int) -> Tensor:
         """``(n, D)`` uniform draws."""
+        check_int(n, "n", minimum=1)
         return self.low + (self.high - self.low) * torch.rand(n, self.low.numel(), device=self.low.device,
                                                               dtype=self.low.dtype)
 
     def sample_y(self, n: int) -> Tensor:
         """``(n, K)`` one-hot draws."""
+        check_int(n, "n", minimum=1)
         labels = torch.stack([torch.multinomial(p, n, replacement=True) for p in self.probs], dim=1)
         return labels_to_one_hot(labels, self.block_sizes, dtype=self.low.dtype)
 
@@ -229,6 +243,9 @@ def impute_missing(energy_fn: EnergyFn, z: Tensor, noise: JointNoise, *, n_steps
     n_steps
         GwG steps.
     """
+    if not isinstance(noise, JointNoise):
+        raise ValueError(f"noise must be a JointNoise, got {type(noise).__name__}")
+    check_int(n_steps, "n_steps", minimum=1)
     sizes = noise.block_sizes
     x_dim = noise.low.numel()
     check_tensor(z, "z", shape=(None, x_dim + sum(sizes)), floating=True)
@@ -248,16 +265,42 @@ def langevin_gibbs(energy_fn: EnergyFn, x: Tensor, n_classes: Sequence[int], *, 
     """Alternate one Langevin step on the numeric columns with one Gibbs sweep over the categorical ones.
 
     The Langevin step is :func:`~ebmlib.samplers.langevin`'s ``x ← x - h ∇E + √(2h) ξ`` with ``h = step_size``
-    (the authors' ``MixSampler`` writes it with ``s = 2h``), taken with the categorical columns fixed.
+    (the authors' ``MixSampler`` writes it with ``s = 2h``), taken with the categorical columns fixed; the sweep is
+    :func:`~ebmlib.samplers.gibbs_categorical_sweep`. Energies and gradients are checked for finiteness once per
+    call.
+
+    Parameters
+    ----------
+    energy_fn
+        Maps rows ``(N, n_numeric + C)`` to ``(N,)``, differentiable in the numeric columns.
+    x
+        Rows ``(B, n_numeric + C)``: numeric columns, then integer codes stored as floats.
+    n_classes
+        ``K_c >= 2`` per categorical column.
+    n_numeric, n_rounds, step_size
+        Number of numeric columns, of rounds, and the Langevin time step ``h > 0``.
+
+    Returns
+    -------
+    Tensor
+        New rows ``(B, n_numeric + C)``.
     """
+    n_classes = check_classes(n_classes)
+    check_int(n_numeric, "n_numeric", minimum=0)
+    check_tensor(x, "x", shape=(None, n_numeric + len(n_classes)), floating=True)
+    check_codes(x[:, n_numeric:], n_classes, "x (categorical columns)")
     check_int(n_rounds, "n_rounds", minimum=1)
     h = check_positive(step_size, "step_size")
     x = x.detach()
+    finite = torch.ones((), dtype=torch.bool, device=x.device)
     for _ in range(n_rounds):
         if n_numeric > 0:
             codes = x[:, n_numeric:]
-            numeric = langevin(lambda z, codes=codes: energy_fn(torch.cat([z, codes], dim=1)), x[:, :n_numeric],
-                               n_steps=1, step_size=h)
-            x = torch.cat([numeric, codes], dim=1)
-        x = gibbs_categorical(energy_fn, x, n_classes, 1, n_numeric=n_numeric)
+            energy, grad = energy_and_grad(lambda z, codes=codes: energy_fn(torch.cat([z, codes], dim=1)),
+                                           x[:, :n_numeric])
+            finite &= all_finite(energy, grad)
+            x = torch.cat([langevin_update(x[:, :n_numeric], grad, h, (2 * h) ** 0.5), codes], dim=1)
+        x, ok = gibbs_categorical_sweep(energy_fn, x, n_classes, n_numeric=n_numeric)
+        finite &= ok
+    raise_unless_finite(finite)
     return x

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ebmlib.samplers.continuous import langevin
-from ebmlib.samplers.core import check_clamp
+from ebmlib.samplers.core import all_finite, check_clamp, raise_unless_finite
 from ebmlib.utils import EnergyFn, check_energy_output, check_int, check_positive, check_tensor
 
 TRACE_ESTIMATORS = ("exact", "hutchinson")
@@ -38,7 +38,7 @@ def _grad(energy_fn: EnergyFn, x: Tensor, *, create_graph: bool) -> tuple[Tensor
     detached, so an unrolled trajectory stays differentiable in θ. Returns the tensor that was differentiated."""
     if not x.requires_grad:
         x = x.detach().requires_grad_(True)
-    energy = check_energy_output(energy_fn(x), x.shape[0], finite=False)
+    energy = check_energy_output(energy_fn(x), x.shape[0], "energy_fn", finite=False)
     (grad,) = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)
     return grad, x
 
@@ -173,7 +173,7 @@ def noisy_sample(
     noise_scale
         ``σ >= 0``, the absolute standard deviation of the noise added per step (the paper: 0.1).
     """
-    check_tensor(x0, "x0", min_ndim=1, floating=True)
+    check_tensor(x0, "x0", min_ndim=1, floating=True)  # checked here so that a bad x0 is reported as x0
     return langevin(energy_fn, x0, n_steps=n_steps, step_size=step_size, noise_scale=noise_scale, clamp=clamp)
 
 
@@ -196,7 +196,14 @@ def hessian_trace(energy_fn: EnergyFn, x: Tensor, *, create_graph: bool = False)
     grad, trace
         Shapes ``(B, d)`` and ``(B,)``.
     """
-    check_tensor(x, "x", ndim=2, floating=True, finite=False)
+    check_tensor(x, "x", ndim=2, floating=True)
+    grad, trace = _hessian_trace(energy_fn, x, create_graph=create_graph)
+    raise_unless_finite(all_finite(grad, trace))
+    return grad, trace
+
+
+def _hessian_trace(energy_fn: EnergyFn, x: Tensor, *, create_graph: bool) -> tuple[Tensor, Tensor]:
+    """:func:`hessian_trace` without checks, for the ODE's right-hand side (no host synchronisation)."""
     with torch.enable_grad():
         grad, x_req = _grad(energy_fn, x, create_graph=True)
         trace = sum(
@@ -232,8 +239,15 @@ def hutchinson_trace(
     grad, estimate
         Shapes ``(B, *event)`` and ``(B,)``.
     """
-    check_tensor(x, "x", min_ndim=1, floating=True, finite=False)
-    check_tensor(noise, "noise", shape=tuple(x.shape), finite=False)
+    check_tensor(x, "x", min_ndim=1, floating=True)
+    check_tensor(noise, "noise", shape=tuple(x.shape))
+    grad, estimate = _hutchinson_trace(energy_fn, x, noise, create_graph=create_graph)
+    raise_unless_finite(all_finite(grad, estimate))
+    return grad, estimate
+
+
+def _hutchinson_trace(energy_fn: EnergyFn, x: Tensor, noise: Tensor, *, create_graph: bool) -> tuple[Tensor, Tensor]:
+    """:func:`hutchinson_trace` without checks, for the ODE's right-hand side (no host synchronisation)."""
     with torch.enable_grad():
         grad, x_req = _grad(energy_fn, x, create_graph=True)
         (hvp,) = torch.autograd.grad((grad * noise).sum(), x_req, create_graph=create_graph)
@@ -244,9 +258,14 @@ def hutchinson_trace(
 
 
 def standard_normal_log_prob(x: Tensor) -> Tensor:
-    """``log N(x; 0, I)`` summed over the event dimensions; ``(B, *event) -> (B,)``."""
-    d = x[0].numel()
-    return -0.5 * x.flatten(1).pow(2).sum(1) - 0.5 * d * math.log(2 * math.pi)
+    """``log N(x; 0, I)`` summed over the event dimensions; ``(B, *event) -> (B,)`` (``(B,)``: scalar events)."""
+    check_tensor(x, "x", min_ndim=1, floating=True)
+    return _normal_log_prob(x)
+
+
+def _normal_log_prob(x: Tensor) -> Tensor:
+    flat = x.reshape(x.shape[0], -1)
+    return -0.5 * flat.pow(2).sum(1) - 0.5 * flat.shape[1] * math.log(2 * math.pi)
 
 
 def flow_log_prob(
@@ -321,9 +340,9 @@ def flow_log_prob(
         z = state[0]
         with torch.enable_grad():
             if trace == "exact":
-                grad, div = hessian_trace(energy_fn, z, create_graph=create_graph)
+                grad, div = _hessian_trace(energy_fn, z, create_graph=create_graph)
             else:
-                grad, div = hutchinson_trace(energy_fn, z, noise, create_graph=create_graph)
+                grad, div = _hutchinson_trace(energy_fn, z, noise, create_graph=create_graph)
         return -grad, div
 
     times = torch.tensor([T, 0.0], dtype=x.dtype, device=x.device)
@@ -336,7 +355,7 @@ def flow_log_prob(
                 raise
             raise RuntimeError(f"{method} needed more than max_num_steps={max_num_steps} steps") from error
     x0, ell0 = (s[-1] for s in solution)
-    log_prob = standard_normal_log_prob(x0) - ell0
+    log_prob = _normal_log_prob(x0) - ell0
     if not torch.isfinite(log_prob).all():
         raise ValueError("energy_fn produced NaN or infinite values along the backward ODE")
     return log_prob, x0
