@@ -117,9 +117,15 @@ def _midpoint_grid(low: float, high: float, h: float) -> tuple[torch.Tensor, int
     return torch.cartesian_prod(axis, axis), len(axis)
 
 
+def _grid_step(name: str) -> float:
+    """Far below the toy's smallest length scale (std 0.1 for 9gaussians, 0.2 or more otherwise), where the
+    midpoint rule for Gaussians is essentially exact; both steps put the checkerboard's edges on cell edges."""
+    return 0.02 if name == "9gaussians" else 0.05
+
+
 @pytest.mark.parametrize("name", ANALYTIC_TOY_NAMES)
 def test_toy_log_prob_integrates_to_one(name):
-    h = 0.02  # far below the smallest std (0.1), where the midpoint rule for Gaussians is essentially exact
+    h = _grid_step(name)
     grid, _ = _midpoint_grid(-6.0, 6.0, h)
     log_p = toy_log_prob(name, grid)
     assert log_p.shape == (len(grid),) and log_p.dtype == torch.float64
@@ -128,10 +134,12 @@ def test_toy_log_prob_integrates_to_one(name):
 
 @pytest.mark.parametrize("name", ANALYTIC_TOY_NAMES)
 def test_toy_log_prob_matches_histogram_of_samples(name):
-    n, bins, sub = 200_000, 20, 25
+    n, bins = 200_000, 20
+    sub = round(0.5 / _grid_step(name))
     x = sample_toy(name, n, generator=gen(5), dtype=torch.float64)
     assert torch.isfinite(toy_log_prob(name, x)).all()  # every sample lies in the support
-    counts = torch.histogramdd(x, bins=[bins, bins], range=[-5.0, 5.0, -5.0, 5.0]).hist.T.flatten()
+    # hist[i, j] counts x-bin i and y-bin j, the order of the grid below (first coordinate slowest).
+    counts = torch.histogramdd(x, bins=[bins, bins], range=[-5.0, 5.0, -5.0, 5.0]).hist.flatten()
     # Bin probabilities by the midpoint rule on a sub x sub grid inside each 0.5 x 0.5 bin.
     grid, side = _midpoint_grid(-5.0, 5.0, 10.0 / (bins * sub))
     dens = toy_log_prob(name, grid).exp().reshape(side, side) * (10.0 / (bins * sub)) ** 2
@@ -496,3 +504,23 @@ def test_ising_rejects_bad_arguments():
     ]:
         with pytest.raises(ValueError, match=msg):
             model.sample(*args, **kwargs)
+
+
+def test_swissroll_log_prob_matches_adaptive_quadrature():
+    # An independent evaluation of log (1/3π) ∫ N(x; (t cos t, t sin t)/5, 0.2² I) dt by scipy's adaptive
+    # quadrature: catches a wrong noise scale (the FFJORD roll adds N(0, I) before dividing by 5), a wrong
+    # range of t or a missing normaliser.
+    from scipy.integrate import quad
+
+    def density(x1: float, x2: float) -> float:
+        def integrand(t: float) -> float:
+            sq = (x1 - t * math.cos(t) / 5) ** 2 + (x2 - t * math.sin(t) / 5) ** 2
+            return math.exp(-sq / (2 * 0.04)) / (2 * math.pi * 0.04) / (3 * math.pi)
+
+        return quad(integrand, 1.5 * math.pi, 4.5 * math.pi, limit=500, epsabs=0, epsrel=1e-11)[0]
+
+    x = torch.tensor([[0.0, 0.0], [-1.0, 2.0], [1.9, -0.3], [0.9, 1.3], [2.5, 2.5], [-2.8, -0.1]],
+                     dtype=torch.float64)
+    expected = torch.tensor([math.log(density(*p)) for p in x.tolist()], dtype=torch.float64)
+    torch.testing.assert_close(toy_log_prob("swissroll", x), expected, rtol=0, atol=1e-8)
+    assert toy_log_prob("swissroll", x.float()).dtype == torch.float32

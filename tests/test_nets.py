@@ -63,3 +63,29 @@ def test_ising_energy_matches_the_lattice_model_when_given_its_couplings():
     assert (model.coupling.diagonal() == 0).all()
     with pytest.raises(ValueError, match="x must have shape"):
         model(torch.zeros(2, 8))
+
+
+def test_bernoulli_tilted_energy_is_the_base_distribution_for_a_flat_network():
+    # With E_θ ≡ 0 the normalised model over {0,1}^d must be the product of Bernoulli(μ_j): catches a swapped
+    # μ / 1 - μ or a sign error in the tilt.
+    from ebmlib.data import all_binary_states
+    from ebmlib.nets import BernoulliTiltedEnergy
+
+    class Zero(torch.nn.Module):
+        def forward(self, x):
+            return x.new_zeros(x.shape[0], 1)
+
+    probs = torch.tensor([0.1, 0.6, 0.75, 0.3], dtype=torch.float64)
+    states = all_binary_states(4, dtype=torch.float64)
+    model = BernoulliTiltedEnergy(Zero(), probs)
+    exact = (states * probs + (1 - states) * (1 - probs)).prod(1)
+    torch.testing.assert_close(torch.softmax(-model(states), 0), exact)
+    net = MLPEnergy(4, hidden=8, depth=2).double()
+    tilted = BernoulliTiltedEnergy(net, probs)
+    torch.testing.assert_close(tilted(states), net(states) - exact.log())
+    assert tilted.probs.dtype == torch.float64 and "probs" in dict(tilted.named_buffers())
+    for bad in (torch.tensor([0.0, 0.5]), torch.tensor([0.5, 1.0]), torch.tensor([[0.5]]), torch.tensor([1, 0])):
+        with pytest.raises(ValueError, match="probs"):
+            BernoulliTiltedEnergy(net, bad)
+    with pytest.raises(ValueError, match="x"):
+        tilted(states[:, :3])

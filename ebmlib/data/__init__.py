@@ -11,96 +11,96 @@
 * :mod:`~ebmlib.data.fetch` — the download cache (``EBMLIB_DATA``): the files ``full`` scale fetches, from where.
 """
 
-from ebmlib.data.fetch import (
-    RemoteFile,
-    REMOTE_FILES,
-    data_home,
-    remote_file,
-    fetch_dataset,
-)
-from ebmlib.data.toys import (
-    TOY_NAMES,
-    ANALYTIC_TOY_NAMES,
-    sample_toy,
-    toy_mode_centres,
-    sample_toy_mixture,
-    toy_log_prob,
-)
 from ebmlib.data.codes import (
     MAX_ENUMERATION_DIM,
     MAX_GRAY_BITS,
-    bit_weights,
-    all_binary_states,
-    GrayCode,
     BaseQCode,
+    GrayCode,
+    all_binary_states,
+    bit_weights,
     check_classes,
     check_codes,
 )
-from ebmlib.data.onehot import (
-    check_block_sizes,
-    block_index,
-    block_sums,
-    check_one_hot,
-    labels_to_one_hot,
-    one_hot_to_labels,
-    MAX_CONFIGURATIONS,
-    all_configurations,
-    free_columns,
+from ebmlib.data.fetch import (
+    REMOTE_FILES,
+    RemoteFile,
+    data_home,
+    fetch_dataset,
+    remote_file,
+)
+from ebmlib.data.graphs import (
+    bits_to_adjacency,
+    bits_to_graphs,
+    check_graph,
+    check_node_counts,
+    citation_like_graph,
+    ego_graphs,
+    graphs_to_bits,
+    load_citeseer_ego,
+    max_nodes_of_bits,
+    node_pair_mask,
+    num_pairs,
+    sample_node_counts,
+)
+from ebmlib.data.images import (
+    DIGITS_LEVELS,
+    ELLIPSE_ORIENTATIONS,
+    ELLIPSE_SCALES,
+    LOGIT_ALPHA,
+    MNIST_FILES,
+    dequantise,
+    ellipse_dataset,
+    inverse_logit_transform,
+    load_digits_levels,
+    load_mnist,
+    logit_transform,
+    preprocess,
+    read_idx,
+    render_ellipses,
 )
 from ebmlib.data.ising import (
     IsingLattice,
-)
-from ebmlib.data.graphs import (
-    citation_like_graph,
-    ego_graphs,
-    load_citeseer_ego,
-    num_pairs,
-    max_nodes_of_bits,
-    check_graph,
-    graphs_to_bits,
-    bits_to_adjacency,
-    bits_to_graphs,
-    node_pair_mask,
-    sample_node_counts,
-    check_node_counts,
-)
-from ebmlib.data.images import (
-    LOGIT_ALPHA,
-    dequantise,
-    logit_transform,
-    inverse_logit_transform,
-    DIGITS_LEVELS,
-    load_digits_levels,
-    ELLIPSE_SCALES,
-    ELLIPSE_ORIENTATIONS,
-    render_ellipses,
-    ellipse_dataset,
-    MNIST_FILES,
-    read_idx,
-    load_mnist,
-    preprocess,
-)
-from ebmlib.data.tabular import (
-    RING_CLASSES,
-    sample_rings,
-    ring_plot_coordinates,
-    MixedTable,
-    table_from_frame,
-    PENGUIN_NUMERIC,
-    PENGUIN_CATEGORICAL,
-    load_penguins,
-    ADULT_COLUMNS,
-    ADULT_NUMERIC,
-    ADULT_CATEGORICAL,
-    load_adult,
-    split_rows,
 )
 from ebmlib.data.mixtures import (
     HIGH_DIM_A,
     MEAN_SCALINGS,
     GaussianMixture,
-    paper_mixture,
     Rings,
+    paper_mixture,
+)
+from ebmlib.data.onehot import (
+    MAX_CONFIGURATIONS,
+    all_configurations,
+    block_index,
+    block_sums,
+    check_block_sizes,
+    check_one_hot,
+    free_columns,
+    labels_to_one_hot,
+    one_hot_to_labels,
+)
+from ebmlib.data.tabular import (
+    ADULT_CATEGORICAL,
+    ADULT_COLUMNS,
+    ADULT_NUMERIC,
+    PENGUIN_CATEGORICAL,
+    PENGUIN_NUMERIC,
+    RING_CLASSES,
+    MixedTable,
+    load_adult,
+    load_penguins,
+    ring_plot_coordinates,
+    sample_rings,
+    split_rows,
+    table_from_frame,
+)
+from ebmlib.data.toys import (
+    ANALYTIC_TOY_NAMES,
+    TOY_NAMES,
+    sample_toy,
+    sample_toy_mixture,
+    toy_log_prob,
+    toy_mode_centres,
 )
 
 __all__ = [

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,9 +19,9 @@ from torch import Tensor
 
 from ebmlib.utils import check_binary, check_float_dtype, check_int, check_positive, check_tensor
 
-
 MAX_ENUMERATION_DIM = 20
-"""Largest ``d`` for which ``2**d`` states are enumerated (:func:`~ebmlib.data.all_binary_states`, Ising exact probabilities)."""
+"""Largest ``d`` for which ``2**d`` states are enumerated (:func:`~ebmlib.data.all_binary_states`, Ising exact
+probabilities)."""
 
 
 MAX_GRAY_BITS = 1023

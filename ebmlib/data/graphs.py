@@ -1,8 +1,8 @@
 """Graphs as data: Ego-small-like ego networks, Ego-small from Citeseer (fetched on first use), adjacency bits.
 
 A graph on at most ``n`` nodes is stored as the ``n (n - 1) / 2`` bits of the strict upper triangle of its
-adjacency matrix (:func:`~ebmlib.data.graphs_to_bits`), row by row; :func:`~ebmlib.data.node_pair_mask` marks the bits among the first
-``n_b`` nodes of graph ``b``, the pairs its node set allows.
+adjacency matrix (:func:`~ebmlib.data.graphs_to_bits`), row by row; :func:`~ebmlib.data.node_pair_mask` marks the
+bits among the first ``n_b`` nodes of graph ``b``, the pairs its node set allows.
 """
 
 from __future__ import annotations

@@ -12,8 +12,7 @@ import torch
 from torch import Tensor
 
 from ebmlib.data.fetch import fetch_dataset, remote_file
-from ebmlib.utils import check_int, check_positive, check_probability, check_tensor, read_verified
-
+from ebmlib.utils import check_int, check_probability, check_tensor, read_verified
 
 LOGIT_ALPHA = 1e-6
 """``α`` of the logit transform (App. B.2.1)."""
@@ -100,7 +99,8 @@ def render_ellipses(scale: Tensor, orientation: Tensor, pos_x: Tensor, pos_y: Te
     Parameters
     ----------
     scale, orientation, pos_x, pos_y
-        ``(N,)`` integer indices into :data:`~ebmlib.data.ELLIPSE_SCALES`, :data:`~ebmlib.data.ELLIPSE_ORIENTATIONS` and ``0..31``.
+        ``(N,)`` integer indices into :data:`~ebmlib.data.ELLIPSE_SCALES`,
+        :data:`~ebmlib.data.ELLIPSE_ORIENTATIONS` and ``0..31``.
     """
     check_int(size, "size", minimum=4)
     check_int(supersample, "supersample", minimum=1)
@@ -214,5 +214,6 @@ def load_mnist(root: str | Path | None = None, split: str = "train", *,
 
 
 def preprocess(levels: Tensor, n_levels: int, *, generator: torch.Generator | None = None) -> Tensor:
-    """:func:`~ebmlib.data.dequantise` then :func:`~ebmlib.data.logit_transform`, flattened: ``(N, ...)`` levels to ``(N, D)`` floats."""
+    """:func:`~ebmlib.data.dequantise` then :func:`~ebmlib.data.logit_transform`, flattened: ``(N, ...)`` levels to
+    ``(N, D)`` floats."""
     return logit_transform(dequantise(levels, n_levels, generator=generator)).flatten(1)

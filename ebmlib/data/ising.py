@@ -3,13 +3,11 @@ a vectorised chromatic Gibbs sampler for ground-truth samples."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from ebmlib.data.codes import MAX_ENUMERATION_DIM, all_binary_states
-from ebmlib.utils import check_binary, check_float_dtype, check_int, check_positive, check_real, check_tensor
+from ebmlib.utils import check_binary, check_float_dtype, check_int, check_real, check_tensor
 
 
 def _uniform(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
@@ -107,7 +105,8 @@ class IsingLattice:
     __call__ = energy
 
     def exact_log_probs(self, *, dtype: torch.dtype = torch.float32) -> Tensor:
-        """Normalised ``log p(x)`` of all ``2**D`` states, ordered as :func:`~ebmlib.data.all_binary_states` (``D <= 20``).
+        """Normalised ``log p(x)`` of all ``2**D`` states, ordered as :func:`~ebmlib.data.all_binary_states`
+        (``D <= 20``).
 
         Computed in float64, then cast to ``dtype``.
         """

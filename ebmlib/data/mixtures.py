@@ -1,8 +1,8 @@
 """The synthetic targets of Grenioux, Moulines & Gabrié (2023), with exact samplers and log-densities.
 
-* :class:`~ebmlib.data.GaussianMixture` — isotropic Gaussian mixtures in any dimension; :func:`~ebmlib.data.paper_mixture` builds the
-  paper's 2:1 motivating example, the 4 modes with weights 0.1/0.2/0.3/0.4, the 8 Gaussians (radius 1,
-  std 0.15) and the 4-mode mixture in ``d`` dimensions.
+* :class:`~ebmlib.data.GaussianMixture` — isotropic Gaussian mixtures in any dimension;
+  :func:`~ebmlib.data.paper_mixture` builds the paper's 2:1 motivating example, the 4 modes with weights
+  0.1/0.2/0.3/0.4, the 8 Gaussians (radius 1, std 0.15) and the 4-mode mixture in ``d`` dimensions.
 * :class:`~ebmlib.data.Rings` — four concentric rings of radii 1–4 (radial std 0.15), uniform in angle.
 
 These are *not* the FFJORD-style toys of :func:`~ebmlib.data.sample_toy` (whose ``8gaussians`` and ``rings``
@@ -17,7 +17,6 @@ import torch
 from torch import Tensor
 
 from ebmlib.utils import check_int, check_positive, check_tensor
-
 
 HIGH_DIM_A = 0.5919
 """The paper's mean scale ``a`` of the high-dimensional 4-mode mixture (App. C.5)."""

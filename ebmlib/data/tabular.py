@@ -18,7 +18,6 @@ from torch import Tensor
 from ebmlib.data.fetch import fetch_dataset, remote_file
 from ebmlib.utils import check_float_dtype, check_int, check_probability, check_tensor, read_verified
 
-
 RING_CLASSES = (4, 16)
 """Class counts of the ring table's categorical columns (ring label, then colour)."""
 

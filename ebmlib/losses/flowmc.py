@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ebmlib.flows import flow_ml_step
+from ebmlib.flows import RealNVP, flow_ml_step
 from ebmlib.losses.contrastive import contrastive_divergence
 from ebmlib.samplers.continuous import check_adaptation, langevin
 from ebmlib.samplers.flow import FlowProposal, TransportMap, check_flow, flowmc, latent_mala
@@ -102,6 +102,49 @@ class FlowEBMLoss:
         self.flow_steps = check_int(flow_steps, "flow_steps", minimum=1)
         self.last_init: Tensor | None = None
         self.last_negatives: Tensor | None = None
+
+    @classmethod
+    def from_flow(cls, method: str, flow: RealNVP, *, pool_size: int, lr: float, uniform_lim: float | None = None,
+                  **kwargs: Any) -> FlowEBMLoss:
+        """The loss as the paper starts a run (App. C): a fresh persistent pool and an Adam optimiser for the flow.
+
+        The ``pool_size`` initial states ``(P, d)`` are, for ``"ula"``, uniform on ``[-uniform_lim, uniform_lim]^d``
+        when ``uniform_lim`` is given (the 2-D experiments) and otherwise drawn from the flow's base
+        ``N(0, σ² I)``; for ``"flowmc"`` and ``"nt"``, samples of the flow. The flow is trained by Adam with
+        learning rate ``lr`` (unused by ``"ula"``).
+
+        Parameters
+        ----------
+        method
+            One of :data:`~ebmlib.losses.FLOW_EBM_METHODS`.
+        flow
+            The companion flow: a :class:`~ebmlib.flows.RealNVP`, or a module with ``dim``, ``base_std`` and
+            ``sample(n)``; the pool is created on the device of ``base_std``.
+        pool_size, lr, uniform_lim
+            ``P ≥ 1``, the flow's learning rate ``> 0``, and the half-width ``> 0`` of ULA's uniform start.
+        **kwargs
+            The other arguments of :class:`~ebmlib.losses.FlowEBMLoss` (``n_chains``, ``n_steps``, ``step_size``,
+            ``n_local``, ``n_particles``, ``record_steps``, ``target_accept``, ``flow_steps``).
+        """
+        if method not in FLOW_EBM_METHODS:
+            raise ValueError(f"method must be one of {FLOW_EBM_METHODS}, got {method!r}")
+        for attribute in ("dim", "base_std", "sample", "parameters"):
+            if not hasattr(flow, attribute):
+                raise ValueError(f"flow must have dim, base_std, sample() and parameters(), like RealNVP; "
+                                 f"{type(flow).__name__} lacks {attribute}")
+        if uniform_lim is not None and method != "ula":
+            raise ValueError(f"uniform_lim sets the start of ULA chains only; method {method!r} starts from the flow")
+        check_int(pool_size, "pool_size", minimum=1)
+        optimizer = torch.optim.Adam(flow.parameters(), lr=check_positive(lr, "lr"))
+        device = flow.base_std.device
+        if method == "ula" and uniform_lim is not None:
+            pool = check_positive(uniform_lim, "uniform_lim") * (2 * torch.rand(pool_size, flow.dim, device=device) - 1)
+        elif method == "ula":
+            pool = flow.base_std * torch.randn(pool_size, flow.dim, device=device)
+        else:
+            with torch.no_grad():
+                pool = flow.sample(pool_size)
+        return cls(method, pool, flow=flow, flow_optimizer=optimizer, **kwargs)
 
     def _step_log(self) -> Tensor:
         # Logged because a collapsing MALA step is the first sign that the negatives lost the EBM.

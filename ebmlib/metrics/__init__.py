@@ -1,21 +1,33 @@
 """Evaluation: sample metrics, graph statistics, MCMC diagnostics, likelihood estimators, predictors.
 
 * :mod:`~ebmlib.metrics.samples` — MMD, TV, KL, mode weights, coupling errors, Fréchet distances;
-* :mod:`~ebmlib.metrics.graphs` — GraphRNN's degree, clustering and orbit MMD;
-* :mod:`~ebmlib.metrics.mcmc` — split-R̂;
-* :mod:`~ebmlib.metrics.likelihood` — importance sampling and AIS estimates of ``log Z``;
+* :mod:`~ebmlib.metrics.graphs` — GraphRNN's degree, clustering and orbit MMD, hubs, a scorecard of samples;
+* :mod:`~ebmlib.metrics.mcmc` — split-R̂ and mode switches of chains;
+* :mod:`~ebmlib.metrics.likelihood` — importance sampling and AIS estimates of ``log Z``, pseudo-log-likelihood;
 * :mod:`~ebmlib.metrics.prediction` — the predictors of joint EBMs and their accuracy;
 * :mod:`~ebmlib.metrics.tabular` — train-synthetic-test-real AUC;
-* :mod:`~ebmlib.metrics.images` — Inception FID.
+* :mod:`~ebmlib.metrics.images` — Inception FID;
+* :mod:`~ebmlib.metrics.calibration` — expected calibration error;
+* :mod:`~ebmlib.metrics.densities` — a model on the plane by quadrature: decoded log-densities, mode weights.
 """
 
+from ebmlib.metrics.calibration import (
+    expected_calibration_error,
+)
+from ebmlib.metrics.densities import (
+    PointCode,
+    decoded_log_density,
+    energy_mode_weights,
+)
 from ebmlib.metrics.graphs import (
     N_ORBITS,
     clustering_histogram,
     degree_histogram,
     graph_mmd,
+    has_hub,
     orbit_counts,
     orbit_statistic,
+    score_graph_samples,
 )
 from ebmlib.metrics.images import (
     inception_fid,
@@ -24,8 +36,10 @@ from ebmlib.metrics.likelihood import (
     CodeKernelDensity,
     ais_log_partition,
     importance_log_partition,
+    pseudo_log_likelihood,
 )
 from ebmlib.metrics.mcmc import (
+    mode_switches,
     split_rhat,
 )
 from ebmlib.metrics.prediction import (
@@ -76,13 +90,21 @@ __all__ = [
     "orbit_counts",
     "orbit_statistic",
     "graph_mmd",
+    "has_hub",
+    "score_graph_samples",
     "split_rhat",
+    "mode_switches",
     "importance_log_partition",
     "CodeKernelDensity",
     "ais_log_partition",
+    "pseudo_log_likelihood",
     "predict_energy",
     "predict_sample",
     "attribute_accuracy",
     "tstr_auc",
     "inception_fid",
+    "expected_calibration_error",
+    "PointCode",
+    "decoded_log_density",
+    "energy_mode_weights",
 ]

@@ -1,5 +1,5 @@
 """GraphRNN's graph statistics (degree, clustering, 4-node orbits) and their squared MMD between two sets of
-graphs, as used by GraphRNN, GNF and the RMwGGIS paper."""
+graphs, as used by GraphRNN, GNF and the RMwGGIS paper; hubs and a scorecard of sampled adjacency bits."""
 
 from __future__ import annotations
 
@@ -12,9 +12,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ebmlib.data.graphs import check_graph
+from ebmlib.data.graphs import (
+    bits_to_adjacency,
+    bits_to_graphs,
+    check_graph,
+    check_node_counts,
+    max_nodes_of_bits,
+    node_pair_mask,
+)
 from ebmlib.metrics.samples import mmd2
-from ebmlib.utils import check_int, check_positive
+from ebmlib.utils import check_binary, check_int, check_positive, check_tensor
 
 
 def degree_histogram(graph: nx.Graph) -> np.ndarray:
@@ -162,3 +169,80 @@ def graph_mmd(
         x[i, : len(feature)] = torch.as_tensor(feature / feature.sum() if is_histogram else feature)
     kernel = partial(kernel_fn, sigma=sigma)
     return float(mmd2(x[: len(generated)], x[len(generated) :], kernel, unbiased=False))
+
+
+def _check_bits_in_node_sets(bits: Tensor, node_counts: Tensor) -> tuple[int, Tensor]:
+    """``max_nodes`` and the ``(B, D)`` node-set mask of 0/1 bits whose edges all lie inside their node sets."""
+    check_tensor(bits, "bits", ndim=2, floating=True)
+    check_binary(bits, "bits")
+    max_nodes = max_nodes_of_bits(bits)
+    check_node_counts(node_counts, max_nodes)
+    if node_counts.shape[0] != bits.shape[0]:
+        raise ValueError(f"node_counts must have one entry per graph ({bits.shape[0]}), got {node_counts.shape[0]}")
+    mask = node_pair_mask(node_counts.to(bits.device), max_nodes).to(bits)
+    if (bits * (1 - mask)).any():
+        raise ValueError("bits has edges outside its graph's node set (see node_pair_mask)")
+    return max_nodes, mask
+
+
+def has_hub(bits: Tensor, node_counts: Tensor) -> Tensor:
+    r"""Whether each graph has a hub: a node adjacent to all other nodes of its node set.
+
+    Graph ``b`` lives on its first :math:`n_b` nodes; with adjacency matrix :math:`A`
+    (:func:`~ebmlib.data.bits_to_adjacency`) it has a hub when :math:`\sum_j A_{vj} = n_b - 1` for some node
+    :math:`v < n_b` (a universal vertex). Every one-hop ego graph has one, its ego, so the share of sampled
+    graphs with a hub measures whether a generator learned that defining feature.
+
+    Parameters
+    ----------
+    bits
+        Adjacency bits ``(B, D)``, ``D = n (n - 1) / 2`` (:func:`~ebmlib.data.graphs_to_bits`), 0/1 floats, with
+        no edge outside a graph's node set.
+    node_counts
+        Integer node counts ``(B,)`` in ``[2, n]``.
+
+    Returns
+    -------
+    Tensor
+        ``(B,)`` booleans on the device of ``bits``.
+    """
+    max_nodes, _ = _check_bits_in_node_sets(bits, node_counts)
+    degrees = bits_to_adjacency(bits, max_nodes).sum(2)  # (B, n)
+    counts = node_counts.to(bits.device)
+    inside = torch.arange(max_nodes, device=bits.device)[None, :] < counts[:, None]
+    return ((degrees == (counts[:, None] - 1).to(degrees)) & inside).any(1)
+
+
+def score_graph_samples(bits: Tensor, node_counts: Tensor, reference: Sequence[nx.Graph]) -> dict[str, float]:
+    r"""Scorecard of sampled graphs given as adjacency bits on node sets, against reference graphs.
+
+    Each row of ``bits`` becomes a graph (:func:`~ebmlib.data.bits_to_graphs`, isolated nodes dropped); graphs
+    without an edge are left out of the MMDs and counted. Returns, with ``M`` the node-set mask
+    (:func:`~ebmlib.data.node_pair_mask`):
+
+    - ``"degree"``, ``"clustering"``, ``"orbit"``: :func:`~ebmlib.metrics.graph_mmd` against ``reference``
+      (NaN when every sampled graph is empty), and ``"avg"``, their mean;
+    - ``"empty graphs"``: the number of rows without an edge;
+    - ``"edge density in node set"``: :math:`\sum_b \sum_i x_{bi} / \sum_b \sum_i M_{bi}`, the share of the
+      allowed pairs that are edges;
+    - ``"share with a hub"``: the mean of :func:`~ebmlib.metrics.has_hub`.
+
+    Parameters
+    ----------
+    bits
+        Sampled adjacency bits ``(B, D)``, 0/1 floats, no edge outside a graph's node set.
+    node_counts
+        Integer node counts ``(B,)`` in ``[2, n]`` (all ``n`` for samples over every bit).
+    reference
+        Non-empty networkx graphs, e.g. held-out test graphs.
+    """
+    _, mask = _check_bits_in_node_sets(bits, node_counts)
+    if len(reference) == 0:
+        raise ValueError("reference must hold at least one graph")
+    for i, graph in enumerate(reference):
+        check_graph(graph, f"reference[{i}]")
+    generated = [g for g in bits_to_graphs(bits.cpu(), max_nodes_of_bits(bits)) if g.number_of_nodes() > 0]
+    mmds = {stat: graph_mmd(generated, reference, stat) if generated else float("nan") for stat in _STATISTICS}
+    return {**mmds, "avg": sum(mmds.values()) / len(mmds), "empty graphs": len(bits) - len(generated),
+            "edge density in node set": (bits.sum() / mask.sum()).item(),
+            "share with a hub": has_hub(bits, node_counts).double().mean().item()}

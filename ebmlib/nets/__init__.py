@@ -1,12 +1,13 @@
 """Energy networks. Every energy maps a batch ``(B, *event_shape)`` to ``(B,)``; ``p(x) ∝ exp(-E(x))``.
 
 * :mod:`~ebmlib.nets.mlp` — MLPs (Swish with learnable β, ...), the flowMC-EBM toy net and tilted energy;
-* :mod:`~ebmlib.nets.discrete` — Ising energy with free couplings, R-GCN graph energy;
+* :mod:`~ebmlib.nets.discrete` — Ising energy with free couplings, Bernoulli-tilted energy, R-GCN graph energy;
 * :mod:`~ebmlib.nets.images` — convolutional image energies and a feature classifier;
 * :mod:`~ebmlib.nets.mixed` — energies of table rows and of joint states ``(x, y)``.
 """
 
 from ebmlib.nets.discrete import (
+    BernoulliTiltedEnergy,
     GraphEnergy,
     IsingEnergy,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "toy_energy_net",
     "TiltedEnergy",
     "IsingEnergy",
+    "BernoulliTiltedEnergy",
     "GraphEnergy",
     "conv_features",
     "ConvEnergy",

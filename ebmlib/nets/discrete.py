@@ -1,4 +1,5 @@
-"""Energies of binary states: the Ising model with free couplings and a permutation-invariant graph energy."""
+"""Energies of binary states: the Ising model with free couplings, an energy tilted by a Bernoulli base, and a
+permutation-invariant graph energy."""
 
 from __future__ import annotations
 
@@ -43,6 +44,41 @@ class IsingEnergy(nn.Module):
             raise ValueError(f"x must have shape (B, {self.bias.shape[0]}), got {tuple(x.shape)}")
         spins = 2 * x.to(self.bias.dtype) - 1
         return -((spins @ self.coupling) * spins).sum(-1) - spins @ self.bias
+
+
+class BernoulliTiltedEnergy(nn.Module):
+    r"""Energy of binary states tilted by a factorised Bernoulli base: :math:`E(x) = E_\theta(x) - \log \pi_0(x)`.
+
+    With :math:`\log \pi_0(x) = \sum_j x_j \log \mu_j + (1 - x_j) \log(1 - \mu_j)`, the model
+    :math:`p(x) \propto \pi_0(x)\, e^{-E_\theta(x)}` is the base distribution when :math:`E_\theta` is constant, so
+    the network only learns a correction to the data's bit frequencies. This is how the energy-discrepancy
+    authors build their binary-image energies (``μ`` the training mean clipped to ``[0.01, 0.99]``), and the
+    base of :func:`~ebmlib.metrics.ais_log_partition`.
+
+    Parameters
+    ----------
+    net
+        :math:`E_\theta`: ``(B, d) -> (B,)`` or ``(B, 1)``, e.g. :class:`~ebmlib.nets.MLPEnergy`.
+    probs
+        :math:`\mu`, shape ``(d,)``, entries in ``(0, 1)``; kept as a buffer, so it moves with the module.
+    """
+
+    def __init__(self, net: nn.Module, probs: Tensor) -> None:
+        super().__init__()
+        check_tensor(probs, "probs", ndim=1, floating=True)
+        if not ((probs > 0) & (probs < 1)).all():
+            raise ValueError("probs must lie in (0, 1)")
+        self.net = net
+        self.register_buffer("probs", probs.detach().clone())
+
+    def base_log_prob(self, x: Tensor) -> Tensor:
+        r""":math:`\log \pi_0(x)`, ``(B, d) -> (B,)``."""
+        return x @ self.probs.log() + (1 - x) @ torch.log1p(-self.probs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Energies ``(B,)`` of binary states ``x`` of shape ``(B, d)`` (floats, for gradients in ``x``)."""
+        check_tensor(x, "x", shape=(None, self.probs.shape[0]), floating=True, finite=False)
+        return self.net(x).reshape(x.shape[0]) - self.base_log_prob(x)
 
 
 class GraphEnergy(nn.Module):

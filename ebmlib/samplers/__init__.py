@@ -7,7 +7,8 @@ finiteness once per call (:func:`~ebmlib.samplers.all_finite` accumulates on the
 **Step size.** Every gradient-based sampler here discretises the Langevin diffusion
 ``dx = -∇E(x) dt + √2 dW`` (or, without noise, the gradient flow ``dx = -∇E(x) dt``), and ``step_size`` is
 always its time step ``h``: one step moves ``x`` by ``-h ∇E(x)`` plus, where there is noise, ``√(2h) ξ``.
-This holds for :func:`~ebmlib.samplers.langevin`, :func:`~ebmlib.samplers.mala`,
+This holds for :func:`~ebmlib.samplers.langevin` (and :func:`~ebmlib.samplers.langevin_trajectory`),
+:func:`~ebmlib.samplers.mala`,
 :func:`~ebmlib.samplers.flowmc`, :func:`~ebmlib.samplers.latent_mala`, :func:`~ebmlib.samplers.mwg_joint`,
 :func:`~ebmlib.samplers.langevin_gibbs`, :func:`~ebmlib.samplers.euler_sample`,
 :func:`~ebmlib.samplers.noisy_sample` and the fixed-grid solvers of :func:`~ebmlib.samplers.ode_sample`.
@@ -39,6 +40,7 @@ from ebmlib.samplers.continuous import (
     adapt_step_size,
     check_adaptation,
     langevin,
+    langevin_trajectory,
     langevin_update,
     mala,
     mala_step,
@@ -57,6 +59,7 @@ from ebmlib.samplers.core import (
 )
 from ebmlib.samplers.discrete import (
     GIBBS_ORDERS,
+    GWGBinarySampler,
     gibbs_binary,
     gibbs_random_site,
     gibbs_within_nodes,
@@ -107,6 +110,7 @@ __all__ = [
     "gibbs_binary",
     "gibbs_random_site",
     "gwg_binary",
+    "GWGBinarySampler",
     "gibbs_within_nodes",
     "categorical_log_proposal",
     "gwg_categorical_step",
@@ -115,6 +119,7 @@ __all__ = [
     "gibbs_categorical",
     "langevin_update",
     "langevin",
+    "langevin_trajectory",
     "MALAResult",
     "check_adaptation",
     "mala_step",

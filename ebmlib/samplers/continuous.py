@@ -4,11 +4,13 @@ Both discretise the Langevin diffusion :math:`dx = -\\nabla_x E(x)\\,dt + \\sqrt
 ``step_size`` :math:`= h` (see :mod:`ebmlib.samplers`): one step is
 :math:`x' = x - h \\nabla_x E(x) + \\sqrt{2h}\\,\\xi`. The kernels :func:`~ebmlib.samplers.langevin_update` and
 :func:`~ebmlib.samplers.mala_step` are the method in a few lines; :func:`~ebmlib.samplers.langevin` and
-:func:`~ebmlib.samplers.mala` run them on ``B`` chains.
+:func:`~ebmlib.samplers.mala` run them on ``B`` chains, :func:`~ebmlib.samplers.langevin_trajectory` also returns the
+states along the way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -118,6 +120,65 @@ def langevin(
             x = langevin_update(x, grad, drift, sigma, bounds)
     raise_unless_finite(finite)
     return x
+
+
+def langevin_trajectory(
+    energy_fn: EnergyFn,
+    x: Tensor,
+    *,
+    n_steps: int,
+    step_size: float,
+    temperature: float = 1.0,
+    noise_scale: float | None = None,
+    clamp: tuple[float, float] | None = None,
+    record_steps: Sequence[int] | None = None,
+) -> Tensor:
+    r"""The unadjusted Langevin chains of :func:`~ebmlib.samplers.langevin`, with the states after chosen steps.
+
+    The same moves, :math:`x_t = x_{t-1} - \frac{h}{\lambda} \nabla_x E(x_{t-1}) + \sigma\,\xi_t`, in one call
+    (so that recording a trajectory for MCMC diagnostics such as :func:`~ebmlib.metrics.split_rhat` needs no
+    Python call per step); with the same random state the states equal those of ``n_steps`` calls of
+    :func:`~ebmlib.samplers.langevin` with ``n_steps=1``.
+
+    Parameters
+    ----------
+    energy_fn, x, n_steps, step_size, temperature, noise_scale, clamp
+        As in :func:`~ebmlib.samplers.langevin`; ``x`` has shape ``(B, *event_shape)``.
+    record_steps
+        1-based step numbers whose states are returned, in increasing order; default every step
+        ``1, …, n_steps`` (as ``record_steps`` of :func:`~ebmlib.samplers.flowmc`). The chains stop at the
+        last recorded step.
+
+    Returns
+    -------
+    Tensor
+        ``(len(record_steps), B, *event_shape)``: row ``k`` holds :math:`x_t` for the ``k``-th recorded ``t``;
+        dtype and device of ``x``. ``.transpose(0, 1)`` gives the ``(chains, steps, ...)`` layout of
+        :func:`~ebmlib.metrics.split_rhat`.
+    """
+    check_tensor(x, "x", min_ndim=1, floating=True)
+    check_int(n_steps, "n_steps", minimum=1)
+    h = check_positive(step_size, "step_size")
+    drift = h / check_positive(temperature, "temperature")
+    sigma = (2 * h) ** 0.5 if noise_scale is None else check_noise_scale(noise_scale)
+    bounds = None if clamp is None else check_clamp(clamp)
+    record = range(1, n_steps + 1) if record_steps is None else list(record_steps)
+    if (len(record) == 0 or any(isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= n_steps
+                                for t in record) or any(a >= b for a, b in zip(record, record[1:]))):
+        raise ValueError(f"record_steps must be increasing integers in [1, n_steps={n_steps}], got {record_steps!r}")
+    wanted = set(record)
+    states = []
+    with torch.no_grad():
+        x = x.detach()
+        finite = torch.ones((), dtype=torch.bool, device=x.device)
+        for t in range(1, record[-1] + 1):
+            energy, grad = energy_and_grad(energy_fn, x)
+            finite &= all_finite(energy, grad)
+            x = langevin_update(x, grad, drift, sigma, bounds)
+            if t in wanted:
+                states.append(x)
+    raise_unless_finite(finite)
+    return torch.stack(states)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -170,6 +170,41 @@ def gwg_binary(energy_fn: EnergyFn, x: Tensor, n_steps: int = 1) -> tuple[Tensor
     return x, n_accepted / n_steps
 
 
+class GWGBinarySampler:
+    """:func:`~ebmlib.samplers.gwg_binary` with a fixed number of steps, callable as ``sampler(energy_fn, x) -> x``.
+
+    The form a sampler takes inside :class:`~ebmlib.losses.PersistentContrastiveDivergence`: it returns only
+    the new states ``(B, d)`` and keeps the per-chain acceptance rate ``(B,)`` of the latest call in
+    ``acceptance_rate``, for logging.
+
+    Parameters
+    ----------
+    n_steps
+        Gibbs-with-Gradients proposals per chain and call.
+
+    Examples
+    --------
+    >>> pcd = PersistentContrastiveDivergence(buffer, GWGBinarySampler(n_steps=10))  # doctest: +SKIP
+    """
+
+    def __init__(self, n_steps: int) -> None:
+        self.n_steps = check_int(n_steps, "n_steps", minimum=1)
+        self._acceptance_rate: Tensor | None = None
+
+    @property
+    def acceptance_rate(self) -> Tensor | None:
+        """Per-chain acceptance rate ``(B,)`` of the latest call (``None`` before the first); a diagnostic, not
+        part of the sampler's configuration."""
+        return self._acceptance_rate
+
+    def __call__(self, energy_fn: EnergyFn, x: Tensor) -> Tensor:
+        x, self._acceptance_rate = gwg_binary(energy_fn, x, self.n_steps)
+        return x
+
+    def __repr__(self) -> str:
+        return f"GWGBinarySampler(n_steps={self.n_steps})"
+
+
 def gibbs_within_nodes(
     energy_fn: EnergyFn, x: Tensor, node_counts: Tensor, n_sweeps: int = 1
 ) -> Tensor:
