@@ -17,6 +17,7 @@ from ebmlib.data.toys import (
     toy_mode_centres,
     sample_toy_mixture,
     toy_log_prob,
+    toy_code_probs,
 )
 from ebmlib.data.codes import (
     MAX_ENUMERATION_DIM,
@@ -106,6 +107,7 @@ __all__ = [
     "toy_mode_centres",
     "sample_toy_mixture",
     "toy_log_prob",
+    "toy_code_probs",
     "MAX_ENUMERATION_DIM",
     "MAX_GRAY_BITS",
     "bit_weights",

@@ -3,7 +3,7 @@
 * :mod:`~ebmlib.metrics.samples` — MMD, TV, KL, mode weights, coupling errors, Fréchet distances;
 * :mod:`~ebmlib.metrics.graphs` — GraphRNN's degree, clustering and orbit MMD;
 * :mod:`~ebmlib.metrics.mcmc` — split-R̂;
-* :mod:`~ebmlib.metrics.likelihood` — importance sampling and AIS estimates of ``log Z``;
+* :mod:`~ebmlib.metrics.likelihood` — ``log Z`` exactly by enumeration, or by importance sampling and AIS;
 * :mod:`~ebmlib.metrics.prediction` — the predictors of joint EBMs and their accuracy;
 * :mod:`~ebmlib.metrics.tabular` — train-synthetic-test-real AUC;
 * :mod:`~ebmlib.metrics.images` — Inception FID.
@@ -23,6 +23,7 @@ from ebmlib.metrics.images import (
 from ebmlib.metrics.likelihood import (
     CodeKernelDensity,
     ais_log_partition,
+    enumerated_log_probs,
     importance_log_partition,
 )
 from ebmlib.metrics.mcmc import (
@@ -80,6 +81,7 @@ __all__ = [
     "importance_log_partition",
     "CodeKernelDensity",
     "ais_log_partition",
+    "enumerated_log_probs",
     "predict_energy",
     "predict_sample",
     "attribute_accuracy",

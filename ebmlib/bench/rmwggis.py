@@ -1,13 +1,10 @@
-"""Benchmarks of ebmlib's training objectives; run ``python -m ebmlib.bench rmwggis --help``.
-
-``rmwggis`` times one training step of exact ratio matching against RMwGGIS, as in Table 2 of Liu, Liu & Ji
+"""Time and memory of one training step, exact ratio matching against RMwGGIS, as in Table 2 of Liu, Liu & Ji
 ("Gradient-guided importance sampling for learning binary EBMs"), whose numbers are in
-:data:`~ebmlib.bench.PAPER_TABLE2`.
+:data:`~ebmlib.bench.PAPER_TABLE2`; run ``python -m ebmlib.bench rmwggis --help``.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -18,10 +15,10 @@ from torch import Tensor
 
 from ebmlib.losses import ratio_matching, rmwggis
 from ebmlib.nets import MLPEnergy
-from ebmlib.utils import Measurement, check_int, describe_hardware, get_device, measure
+from ebmlib.utils import Measurement, check_int, get_device, measure
 
 DEFAULT_DIMS = (32, 64, 128, 256, 512, 1024, 2048)
-MIB = 2**20
+_MIB = 2**20
 
 # Table 2 of the paper: 2spirals, batch 256, time per training batch averaged over an epoch, biased RMwGGIS
 # with s = 10, on an unnamed GPU. Every entry is legible in the text, and the printed speedups and memory
@@ -47,11 +44,11 @@ _OOM_MESSAGES = ("out of memory", "can't allocate memory")
 
 def _row(d: int, rm: Measurement | None, fast: Measurement) -> dict[str, Any]:
     """One result row; ``rm is None`` means ratio matching ran out of memory."""
-    fast_ms, fast_mib = fast.seconds * 1e3, fast.peak_bytes / MIB
+    fast_ms, fast_mib = fast.seconds * 1e3, fast.peak_bytes / _MIB
     row: dict[str, Any] = {"d": d, "rmwggis_ms": fast_ms, "rmwggis_mib": fast_mib, "rm_oom": rm is None}
     if rm is None:
         return {**row, "rm_ms": None, "rm_mib": None, "speedup": None, "memory_saving_%": None}
-    rm_ms, rm_mib = rm.seconds * 1e3, rm.peak_bytes / MIB
+    rm_ms, rm_mib = rm.seconds * 1e3, rm.peak_bytes / _MIB
     saving = 100 * (1 - fast_mib / rm_mib) if rm_mib > 0 else math.nan
     return {**row, "rm_ms": rm_ms, "rm_mib": rm_mib, "speedup": rm_ms / fast_ms, "memory_saving_%": saving}
 
@@ -173,42 +170,3 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         cells = [_format(row[c], digits.get(c, 1)) for c in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ebmlib.bench", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    rm = commands.add_parser("rmwggis", help="ratio matching vs RMwGGIS, one training step (paper Table 2)")
-    rm.add_argument("--dims", type=int, nargs="+", default=list(DEFAULT_DIMS), help="data dimensions d")
-    rm.add_argument("--batch-size", type=int, default=256)
-    rm.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: best available)")
-    rm.add_argument("--repeats", type=int, default=3, help="timed steps per measurement (median)")
-    rm.add_argument("--n-samples", type=int, default=10, help="neighbours per point for RMwGGIS")
-    rm.add_argument("--chunk-size", type=int, default=None, help="rows per checkpointed chunk for exact RM")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; prints a markdown table and returns the exit status."""
-    args = _parser().parse_args(argv)
-    device = get_device(args.device)
-    rows = bench_rmwggis(
-        args.dims,
-        batch_size=args.batch_size,
-        device=device,
-        repeats=args.repeats,
-        n_samples=args.n_samples,
-        chunk_size=args.chunk_size,
-    )
-    chunking = "" if args.chunk_size is None else f", RM chunk size {args.chunk_size}"
-    print(
-        f"One training step (forward + backward + Adam), exact RM vs biased RMwGGIS (s = {args.n_samples}); "
-        f"{describe_hardware(device)}; batch size {args.batch_size}{chunking}; "
-        f"median of {args.repeats}; peak tensor memory\n"
-    )
-    print(format_table(rows))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
