@@ -34,12 +34,14 @@ from ebmlib.bench import (
 TINY = {
     "gray16": dict(n_bits=5, hidden=16),
     "spirals32": dict(hidden=16, n_test=100, n_grid=20, ais_steps=5, ais_chains=4, n_mmd=20, gibbs_sweeps=1),
+    "spirals128": dict(hidden=16, n_test=100, n_grid=20),
     "spirals256": dict(hidden=16, n_test=100, n_grid=20),
     "ising": dict(side=4, n_data=200, sweeps=10),
     "digits": dict(hidden=16, ais_steps=5, ais_chains=4),
     "8gaussians": dict(hidden=16, n_grid=30),
     "checkerboard": dict(hidden=16, n_grid=30),
     "rings": dict(hidden=16, n_grid=30),
+    "fourmodes": dict(hidden=16, n_grid=30),
     "mixture16": dict(dim=8, hidden=16, n_eval=400),
 }
 _CACHE: dict[str, object] = {}
@@ -52,8 +54,8 @@ def tiny(name):
 
 
 PAIRS = [(task, method) for task in TASKS for method in METHODS
-         if METHODS[method].kind == ("continuous" if task in ("8gaussians", "checkerboard", "rings", "mixture16")
-                                     else "binary")]
+         if METHODS[method].kind == ("continuous" if task in ("8gaussians", "checkerboard", "rings", "fourmodes",
+                                                              "mixture16") else "binary")]
 
 
 def test_every_task_has_tiny_settings_and_methods():
@@ -186,13 +188,23 @@ def test_exact_kl_of_the_data_distribution_is_zero_and_of_the_uniform_is_its_ent
     assert uniform["kl"] == pytest.approx(task.dim * math.log(2) + (p * p.log()).sum().item(), rel=1e-9)
 
 
-@pytest.mark.parametrize("name", ["8gaussians", "checkerboard", "rings"])
+@pytest.mark.parametrize("name", ["8gaussians", "checkerboard", "rings", "fourmodes"])
 def test_grid_kl_of_the_true_density_is_zero(name):
     task = tiny(name)
     truth = Table(lambda x: -task.log_prob(x).clamp_min(-1e3))  # 1e3: off the checkerboard, e^-1000 ≈ 0
     exact = task.evaluate(truth)
-    assert exact["kl"] == pytest.approx(0, abs=1e-6) and exact["tv"] == pytest.approx(0, abs=1e-6)
+    assert all(value == pytest.approx(0, abs=1e-6) for value in exact.values()), exact
+    assert set(exact) == ({"kl", "tv", "mode_tv"} if name in ("8gaussians", "fourmodes") else {"kl", "tv"})
     assert task.evaluate(Table(lambda x: x.pow(2).sum(1)))["kl"] > 0.1
+
+
+def test_grid_mode_weights_of_an_equal_mixture_miss_the_four_modes_weights():
+    task = tiny("fourmodes")
+    assert task.true_weights.tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=1e-3)
+    from ebmlib.data import GaussianMixture
+
+    equal = GaussianMixture(task.target.means, task.target.stds, torch.ones(4))
+    assert task.evaluate(Table(lambda x: -equal.log_prob(x)))["mode_tv"] == pytest.approx(0.2, abs=2e-3)
 
 
 def test_mode_weights_of_the_target_are_exact_and_of_a_reweighted_mixture_are_found():

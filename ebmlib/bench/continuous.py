@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from ebmlib.bench.base import Task
-from ebmlib.data import GaussianMixture, Rings, paper_mixture, sample_toy, toy_log_prob
+from ebmlib.data import GaussianMixture, Rings, paper_mixture, sample_toy, toy_log_prob, toy_mode_centres
+from ebmlib.metrics import mode_weights
 from ebmlib.nets import MLPEnergy, TiltedEnergy
 from ebmlib.utils import grid_2d, grid_log_density
 
@@ -45,13 +46,18 @@ class ContinuousTask(Task):
         return self.base_std * torch.randn(n, self.dim, device=self.device)
 
 
+_GRID_DENSITIES = ("8gaussians", "checkerboard", "rings", "four_modes")
+
+
 class GridDensityTask(ContinuousTask):
-    """A 2D density with an exact log-density: ``8gaussians``, ``checkerboard`` (FFJORD's toys) or ``rings``
-    (chapter 4's four rings).
+    """A 2D density with an exact log-density: ``8gaussians`` or ``checkerboard`` (FFJORD's toys), or chapter 4's
+    ``rings`` (four rings) and ``four_modes`` (four Gaussians of weights 0.1, 0.2, 0.3, 0.4).
 
     Both the true and the model density are normalised over the same ``n_grid × n_grid`` cells of
     ``[-lim, lim]²`` (:func:`~ebmlib.utils.grid_log_density`); the primary metric is the exact KL between
-    these two cell distributions, ``KL(p ‖ p_θ)`` in nats, the second the total variation.
+    these two cell distributions, ``KL(p ‖ p_θ)`` in nats, the second the total variation. For the mixtures
+    (``8gaussians``, ``four_modes``) ``mode_tv`` is the total variation between the model's and the truth's
+    masses in the cells nearest to each mode centre (:func:`~ebmlib.metrics.mode_weights`), exact on the grid.
     """
 
     primary = "kl"
@@ -60,30 +66,34 @@ class GridDensityTask(ContinuousTask):
     def __init__(self, name: str, *, density: str = "8gaussians", hidden: int = 64, lr: float = 1e-3,
                  batch_size: int = 256, n_grid: int = 200, gaussian_sigma: float = 0.1,
                  device: torch.device | str = "cpu") -> None:
-        if density not in ("8gaussians", "checkerboard", "rings"):
-            raise ValueError(f"density must be '8gaussians', 'checkerboard' or 'rings', got {density!r}")
+        if density not in _GRID_DENSITIES:
+            raise ValueError(f"density must be one of {_GRID_DENSITIES}, got {density!r}")
         self.name, self.density, self.device = name, density, torch.device(device)
         self.dim, self.hidden, self.lr, self.batch_size, self.n_grid = 2, hidden, lr, batch_size, n_grid
         self.gaussian_sigma = gaussian_sigma
-        self.rings = Rings() if density == "rings" else None
+        self.target = Rings() if density == "rings" else paper_mixture(density) if density == "four_modes" else None
         self.lim = 5.0 if density == "rings" else 4.5
         self.box = self.lim
         reference = self._sample(100_000, torch.Generator().manual_seed(0))
         self.base_std = float(reference.std(0).max())
         self.description = f"{density} (2D), KL on a {n_grid}×{n_grid} grid over [-{self.lim:g}, {self.lim:g}]²"
-        points, area = grid_2d(self.lim, n_grid, device=self.device)
+        self.points, area = grid_2d(self.lim, n_grid, device=self.device)
         with torch.no_grad():
-            probs = self.log_prob(points).double().exp() * area
+            probs = self.log_prob(self.points).double().exp() * area
         self.cell_probs = probs / probs.sum()
+        centres = {"8gaussians": toy_mode_centres("8gaussians"), "four_modes": getattr(self.target, "means", None)}
+        self.centres = None if centres.get(density) is None else centres[density].to(self.device)
+        if self.centres is not None:
+            self.true_weights = mode_weights(self.points, self.centres, weights=self.cell_probs.float())
 
     def _sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        if self.rings is not None:
-            return self.rings.sample(n, generator=generator)[0]
+        if self.target is not None:
+            return self.target.sample(n, generator=generator)[0]
         return sample_toy(self.density, n, generator=generator)
 
     def log_prob(self, x: Tensor) -> Tensor:
         """The true log-density, ``(B, 2) -> (B,)`` (``-inf`` off the checkerboard)."""
-        return self.rings.log_prob(x) if self.rings is not None else toy_log_prob(self.density, x)
+        return self.target.log_prob(x) if self.target is not None else toy_log_prob(self.density, x)
 
     def batches(self) -> Callable[[], Tensor]:
         return lambda: self._sample(self.batch_size).to(self.device)
@@ -93,7 +103,11 @@ class GridDensityTask(ContinuousTask):
         log_q = log_q - torch.logsumexp(log_q, 0)
         p = self.cell_probs
         kl = torch.where(p > 0, p * (p.log() - log_q), torch.zeros_like(p)).sum()
-        return {"kl": kl.item(), "tv": 0.5 * (p - log_q.exp()).abs().sum().item()}
+        metrics = {"kl": kl.item(), "tv": 0.5 * (p - log_q.exp()).abs().sum().item()}
+        if self.centres is not None:
+            weights = mode_weights(self.points, self.centres, weights=log_q.exp().float())
+            metrics["mode_tv"] = 0.5 * (weights - self.true_weights).abs().sum().item()
+        return metrics
 
 
 class MixtureTask(ContinuousTask):

@@ -196,8 +196,8 @@ def run_method(task: Task, method: Method | str, seed: int, budget: Budget, *,
     counts towards a wall-clock budget; evaluation is not timed.
     """
     run = start_run(task, METHODS[method] if isinstance(method, str) else method, seed, ema_decay=ema_decay)
+    progress = (lambda: run.seconds) if budget.seconds is not None else (lambda: run.iteration)
     for checkpoint, target in enumerate(budget.checkpoints()):
-        progress = (lambda: run.seconds) if budget.seconds is not None else (lambda: run.iteration)
         while run.status == "ok" and progress() < target:
             advance(run, _next_chunk(run, budget, target))
         evaluate(run, checkpoint)
