@@ -16,7 +16,6 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     import pandas as pd
-    from pandas.io.formats.style import Styler
 
 SCALES = ("ci", "book", "full")
 """The scales every chapter runs at (its ``SCALE`` parameter)."""
@@ -116,7 +115,7 @@ class Claims:
             }
         )
 
-    def table(self, caption: str = "Claims of the papers and this run") -> Styler:
+    def table(self, caption: str = "Claims of the papers and this run") -> pd.io.formats.style.Styler:
         """The captioned HTML table; the caption states the scale and the hardware once."""
         full = (f"{caption} ({self.scale} scale, {self.hardware}). ✓: holds in this run; asserted at: the "
                 "scales at which the checks cell fails if it does not hold.")
@@ -126,7 +125,7 @@ class Claims:
         return self.table().to_html()
 
 
-def styled_table(frame: pd.DataFrame, caption: str, *, digits: int = 3) -> Styler:
+def styled_table(frame: pd.DataFrame, caption: str, *, digits: int = 3) -> pd.io.formats.style.Styler:
     """A narrow book table: no index column, numbers to ``digits`` significant figures, a caption.
 
     ``frame`` should have at most 8 columns (long rather than wide); missing values show as "—".

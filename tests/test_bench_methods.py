@@ -151,6 +151,16 @@ def test_a_diverging_method_is_recorded_not_raised():
     assert equal_budget(rows, "log_rmse")[0]["diverged"] == 1
 
 
+def _wrong_shape_loss(model, batch):
+    return model(batch[:, :-1]).mean()
+
+
+def test_an_error_that_is_not_a_divergence_propagates():
+    broken = Method("buggy", "binary", "test", 0, False, "a bug", lambda task, energy: Training(_wrong_shape_loss))
+    with pytest.raises(ValueError, match="shape"):
+        run_method(tiny("ising"), broken, 0, Budget(iterations=2, n_checkpoints=1))
+
+
 def test_methods_and_tasks_must_match():
     with pytest.raises(ValueError, match="binary"):
         start_run(tiny("8gaussians"), METHODS["RM"], 0)

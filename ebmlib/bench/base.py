@@ -51,11 +51,11 @@ class Task:
     grad_clip: float | None = None
 
     def make_energy(self) -> nn.Module:
-        """A freshly initialised energy ``(B, dim) -> (B,)`` on :attr:`device`."""
+        """A freshly initialised energy ``(B, dim) -> (B,)`` on ``device``."""
         raise NotImplementedError
 
     def batches(self) -> Callable[[], Tensor]:
-        """``next_batch()`` returning ``(batch_size, dim)`` training data on :attr:`device`."""
+        """``next_batch()`` returning ``(batch_size, dim)`` training data on ``device``."""
         raise NotImplementedError
 
     def evaluate(self, energy: nn.Module) -> dict[str, float]:

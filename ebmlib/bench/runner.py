@@ -11,6 +11,7 @@ stretch between checkpoints.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -127,6 +128,14 @@ def _penalised(loss_fn: LossFn, task: Task, model: nn.Module, batch: Tensor) -> 
     return (loss if penalty is None else loss + penalty), logs
 
 
+def _diverged(run: Run, error: Exception) -> None:
+    """Mark ``run`` diverged if ``error`` reports a non-finite value (the loss, an energy, a gradient, a
+    probability); anything else is a bug and propagates."""
+    if not re.search(r"nan|inf", str(error), flags=re.IGNORECASE):
+        raise error
+    run.status, run.error = "diverged", str(error)
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -135,7 +144,8 @@ def _synchronize(device: torch.device) -> None:
 def advance(run: Run, n_iters: int) -> None:
     """Train ``run`` for ``n_iters`` more iterations with :func:`ebmlib.train.fit`, adding the wall-clock time.
 
-    A non-finite loss or energy (``fit`` and the samplers raise) marks the run ``"diverged"``.
+    A non-finite loss, energy or gradient (``fit`` and the samplers raise) marks the run ``"diverged"``; any
+    other error propagates.
     """
     check_int(n_iters, "n_iters", minimum=1)
     callback = None if run.ema is None else (lambda _iteration, model: run.ema.update_parameters(model))
@@ -147,7 +157,7 @@ def advance(run: Run, n_iters: int) -> None:
             optimizer=run.optimizer, grad_clip=run.task.grad_clip, log_every=n_iters, callback=callback,
             progress=False)
     except (RuntimeError, ValueError) as error:
-        run.status, run.error = "diverged", str(error)
+        _diverged(run, error)
     _synchronize(run.task.device)
     run.seconds += time.perf_counter() - start
     run.iteration += n_iters
@@ -167,7 +177,7 @@ def evaluate(run: Run, checkpoint: int) -> list[dict[str, Any]]:
             try:
                 metrics = run.task.evaluate(run.model)
             except (RuntimeError, ValueError) as error:
-                run.status, run.error = "diverged", str(error)
+                _diverged(run, error)
         if not all(math.isfinite(v) for v in metrics.values()):
             run.status, run.error = "diverged", "a metric is not finite"
     if run.status != "ok":  # NaN for every metric the run had (its task's primary one if none yet)

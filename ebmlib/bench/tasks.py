@@ -14,9 +14,8 @@ import torch
 from ebmlib.bench.base import Task
 from ebmlib.bench.continuous import GridDensityTask, MixtureTask
 from ebmlib.bench.discrete import CodedToyTask, DigitsTask, ExactCodeTask, IsingTask
+from ebmlib.report import SCALES
 from ebmlib.utils import get_device
-
-_SCALES = ("ci", "book", "full")
 
 # name -> (task class, fixed keywords, keywords at ci / book / full)
 _CATALOGUE: dict[str, tuple[Callable[..., Task], dict[str, Any], tuple[dict[str, Any], ...]]] = {
@@ -62,8 +61,8 @@ def make_task(name: str, scale: str = "book", *, device: torch.device | str | No
     """
     if name not in _CATALOGUE:
         raise ValueError(f"name must be one of {TASKS}, got {name!r}")
-    if scale not in _SCALES:
-        raise ValueError(f"scale must be one of {_SCALES}, got {scale!r}")
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     cls, fixed, by_scale = _CATALOGUE[name]
-    settings = {**fixed, **by_scale[_SCALES.index(scale)], **overrides}
+    settings = {**fixed, **by_scale[SCALES.index(scale)], **overrides}
     return cls(name, device=get_device() if device is None else torch.device(device), **settings)
