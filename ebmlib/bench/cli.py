@@ -53,7 +53,8 @@ def _methods(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
-    plot_anytime(ax, rows, task.primary, title=f"{task.description}; {describe_hardware(device)}")
+    plot_anytime(ax, rows, task.primary)
+    ax.set_title(f"{task.description}\n{describe_hardware(device)}", fontsize=9)
     ax.legend(fontsize=7)
     fig.savefig(args.out / f"{task.name}.png", dpi=150)
     unit = "s" if args.budget is not None else " iterations"
