@@ -1,8 +1,15 @@
-"""What a chapter reports: the "paper vs this book" table and numbers glued into the prose."""
+"""What a chapter reports: the claims table and its asserts, narrow captioned tables, numbers glued into the prose.
+
+:class:`~ebmlib.report.Claims` keeps one record per claim of a paper — the claim, the paper's value, this
+book's value, whether it holds in this run and at which scales the chapter asserts it — and turns the same
+records into the captioned table a chapter ends with and into the failures its checks cell asserts away.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
@@ -10,7 +17,130 @@ from torch import Tensor
 if TYPE_CHECKING:
     import pandas as pd
 
-_SCALES = ("ci", "book", "full")  # the settings a chapter runs at
+SCALES = ("ci", "book", "full")
+"""The scales every chapter runs at (its ``SCALE`` parameter)."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim and how this book's run measured it (see :class:`~ebmlib.report.Claims`).
+
+    Attributes
+    ----------
+    claim
+        The claim in words, with units where it has numbers.
+    paper
+        The paper's value (a number or a short string), or ``None`` when the paper gives none.
+    ours
+        This run's value.
+    holds
+        Whether the claim holds in this run.
+    asserted_at
+        The scales at which the checks cell fails when the claim does not hold.
+    """
+
+    claim: str
+    paper: Any
+    ours: Any
+    holds: bool
+    asserted_at: tuple[str, ...] = ()
+
+
+def _check_scale(scale: Any, name: str) -> str:
+    if scale not in SCALES:
+        raise ValueError(f"{name} must be one of {SCALES}, got {scale!r}")
+    return scale
+
+
+class Claims:
+    """The claims table of a chapter and the asserts of its checks cell, from one list of records.
+
+    Parameters
+    ----------
+    scale
+        The scale of this run, one of :data:`~ebmlib.report.SCALES`.
+    hardware
+        Where it ran, e.g. from :func:`ebmlib.utils.describe_hardware`; stated once, in the caption.
+
+    Examples
+    --------
+    >>> claims = Claims("ci", "CPU (2 cores)")
+    >>> claims.add("ED needs no MCMC: faster per step than PCD", paper="yes", ours=0.2, holds=True,
+    ...            asserted_at=("ci", "book"))
+    True
+    >>> claims.failing()
+    []
+    """
+
+    def __init__(self, scale: str, hardware: str) -> None:
+        self.scale = _check_scale(scale, "scale")
+        if not isinstance(hardware, str) or not hardware:
+            raise ValueError(f"hardware must be a non-empty string, got {hardware!r}")
+        self.hardware = hardware
+        self.records: list[Claim] = []
+
+    def add(self, claim: str, *, paper: Any, ours: Any, holds: Any, asserted_at: Sequence[str] = ()) -> bool:
+        """Record a claim; returns ``holds`` as a ``bool``.
+
+        ``holds`` may be a Python, NumPy or 0-dim tensor boolean; ``asserted_at`` lists scales of
+        :data:`~ebmlib.report.SCALES` (an empty list: reported, never asserted).
+        """
+        if not isinstance(claim, str) or not claim:
+            raise ValueError(f"claim must be a non-empty string, got {claim!r}")
+        if isinstance(holds, Tensor):
+            holds = holds.item()
+        if type(holds).__name__ not in ("bool", "bool_"):
+            raise ValueError(f"holds must be a boolean, got {holds!r}")
+        if isinstance(asserted_at, str):
+            raise ValueError(f"asserted_at must be a sequence of scales, got the string {asserted_at!r}")
+        scales = tuple(_check_scale(s, f"asserted_at[{i}]") for i, s in enumerate(asserted_at))
+        self.records.append(Claim(claim, paper, ours, bool(holds), scales))
+        return bool(holds)
+
+    def failing(self) -> list[str]:
+        """The claims asserted at this run's scale that do not hold (what the checks cell asserts is empty)."""
+        return [c.claim for c in self.records if self.scale in c.asserted_at and not c.holds]
+
+    def frame(self) -> pd.DataFrame:
+        """The records as a table: claim, paper, this book, holds (✓/✗), asserted at."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "claim": [c.claim for c in self.records],
+                "paper": ["—" if c.paper is None else _fmt(c.paper, 3) for c in self.records],
+                "this book": [_fmt(c.ours, 3) for c in self.records],
+                "holds": ["✓" if c.holds else "✗" for c in self.records],
+                "asserted at": [", ".join(c.asserted_at) or "—" for c in self.records],
+            }
+        )
+
+    def table(self, caption: str = "Claims of the papers and this run") -> pd.io.formats.style.Styler:
+        """The captioned HTML table; the caption states the scale and the hardware once."""
+        full = (f"{caption} ({self.scale} scale, {self.hardware}). ✓: holds in this run; asserted at: the "
+                "scales at which the checks cell fails if it does not hold.")
+        return styled_table(self.frame(), full).set_table_attributes('class="claims-table"')
+
+    def _repr_html_(self) -> str:
+        return self.table().to_html()
+
+
+def styled_table(frame: pd.DataFrame, caption: str, *, digits: int = 3) -> pd.io.formats.style.Styler:
+    """A narrow book table: no index column, numbers to ``digits`` significant figures, a caption.
+
+    ``frame`` should have at most 8 columns (long rather than wide); missing values show as "—".
+    """
+    if not isinstance(caption, str) or not caption:
+        raise ValueError(f"caption must be a non-empty string, got {caption!r}")
+    if frame.shape[1] > 8:
+        raise ValueError(f"frame has {frame.shape[1]} columns; a book table has at most 8 (make it long, not wide)")
+
+    def number(value: Any) -> str:
+        if isinstance(value, float) and not math.isfinite(value):
+            return "—" if math.isnan(value) else str(value)
+        return _fmt(value, digits)
+
+    return frame.style.hide(axis="index").format(number).set_caption(caption)
 
 
 def paper_vs_ours(rows: Sequence[dict[str, Any]], *, scale: str, hardware: str) -> pd.DataFrame:
@@ -30,8 +160,8 @@ def paper_vs_ours(rows: Sequence[dict[str, Any]], *, scale: str, hardware: str) 
 
     if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence) or not rows:
         raise ValueError(f"rows must be a non-empty sequence of dicts, got {rows!r}")
-    if scale not in _SCALES:
-        raise ValueError(f"scale must be one of {_SCALES}, got {scale!r}")
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     if not isinstance(hardware, str) or not hardware:
         raise ValueError(f"hardware must be a non-empty string, got {hardware!r}")
     required = {"experiment", "metric", "paper", "ours"}
@@ -50,11 +180,14 @@ def paper_vs_ours(rows: Sequence[dict[str, Any]], *, scale: str, hardware: str) 
     )
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, Tensor):
         value = value.item()
-    if isinstance(value, float):
-        return f"{value:.4g}"
+    if isinstance(value, float) or type(value).__name__ in ("float32", "float64"):
+        value = float(value)
+        if math.isfinite(value) and abs(value) >= 10**digits:  # 12345.6 -> "12300", not "1.23e+04"
+            return f"{round(value, digits - 1 - math.floor(math.log10(abs(value)))):.0f}"
+        return f"{value:.{digits}g}"
     return str(value)
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ebmlib.data import IsingLattice, all_binary_states
-from ebmlib.metrics import ais_log_partition
+from ebmlib.metrics import ais_log_partition, enumerated_log_probs
 from ebmlib.nets import MLPEnergy
 
 
@@ -37,3 +37,15 @@ def test_ais_bad_input():
         ais_log_partition(energy, torch.tensor([0.5, 0.5, 1.0, 0.5]), n_chains=2, n_steps=2)
     with pytest.raises(ValueError, match="n_steps"):
         ais_log_partition(energy, torch.full((4,), 0.5), n_chains=2, n_steps=0)
+
+
+def test_enumerated_log_probs_normalise_every_state_in_order():
+    torch.manual_seed(2)
+    net = MLPEnergy(7, hidden=8, depth=1)
+    log_p = enumerated_log_probs(net, 7, batch_size=10)
+    states = all_binary_states(7)
+    by_hand = torch.stack([-net(s[None])[0] for s in states]).double()
+    assert log_p.dtype == torch.float64 and log_p.shape == (128,)
+    assert torch.allclose(log_p, by_hand - torch.logsumexp(by_hand, 0), atol=1e-6)
+    with pytest.raises(ValueError, match="energy_fn"):
+        enumerated_log_probs(lambda x: torch.full((len(x),), float("nan")), 3)

@@ -13,7 +13,7 @@ import pytest
 from notebook_utils import NOTEBOOKS, ROOT
 
 PACKAGE = ROOT / "ebmlib"
-SUBPACKAGES = ("data", "nets", "samplers", "losses", "metrics")
+SUBPACKAGES = ("data", "nets", "samplers", "losses", "metrics", "bench")
 MAX_MODULE_LINES = 400
 MODULES = sorted(PACKAGE.rglob("*.py"))
 

@@ -99,6 +99,7 @@ from ebmlib.data.toys import (
     TOY_NAMES,
     sample_toy,
     sample_toy_mixture,
+    toy_code_probs,
     toy_log_prob,
     toy_mode_centres,
 )
@@ -115,6 +116,7 @@ __all__ = [
     "toy_mode_centres",
     "sample_toy_mixture",
     "toy_log_prob",
+    "toy_code_probs",
     "MAX_ENUMERATION_DIM",
     "MAX_GRAY_BITS",
     "bit_weights",

@@ -1,7 +1,8 @@
 """2-D toy densities: samplers, exact log-densities where analytic, and the mixtures' mode centres.
 
 :func:`~ebmlib.data.sample_toy` draws from the toy densities of FFJORD / Gibbs-with-Gradients
-(:data:`~ebmlib.data.TOY_NAMES`); :func:`~ebmlib.data.toy_log_prob` is the exact log-density where analytic;
+(:data:`~ebmlib.data.TOY_NAMES`); :func:`~ebmlib.data.toy_log_prob` is the exact log-density where analytic,
+:func:`~ebmlib.data.toy_code_probs` the exact probability of every Gray code of such a toy;
 :func:`~ebmlib.data.toy_mode_centres` the mixture means. All random draws use an optional CPU
 :class:`torch.Generator`, so results are reproducible on any device.
 """
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ebmlib.data.codes import MAX_ENUMERATION_DIM, GrayCode, all_binary_states
 from ebmlib.utils import check_float_dtype, check_int, check_tensor
 
 TOY_NAMES = ("2spirals", "8gaussians", "circles", "moons", "pinwheel", "swissroll", "checkerboard", "rings",
@@ -255,3 +257,68 @@ def toy_log_prob(name: str, x: Tensor) -> Tensor:
     cell = torch.floor(x / 2)
     inside = ((x >= -4) & (x < 4)).all(dim=1) & (cell.sum(dim=1) % 2 == 0)
     return torch.where(inside, -math.log(32.0), -math.inf).to(x.dtype)
+
+
+_CELL_MASS_TOYS = ("8gaussians", "9gaussians", "checkerboard")
+
+
+def _word_intervals(code: GrayCode) -> tuple[Tensor, Tensor]:
+    """Lower and upper ends ``(2**n_bits,)`` of the cell of every word of one coordinate, word ``k`` spelling ``k``."""
+    words = all_binary_states(code.n_bits, dtype=torch.float64)
+    centres = code.decode(torch.cat([words, torch.zeros_like(words)], dim=1), dtype=torch.float64)[:, 0]
+    half = 0.5 / code.int_scale
+    return centres - half, centres + half
+
+
+def toy_code_probs(name: str, code: GrayCode) -> Tensor:
+    """Exact probability of every Gray code of an analytic toy: the toy's mass in each code's cell.
+
+    A code of :class:`~ebmlib.data.GrayCode` stands for a square cell (the product of one interval per
+    coordinate), so its probability is an integral of the toy's density over that cell, in closed form here:
+
+    * ``8gaussians``, ``9gaussians``: ``Σ_k w_k [Φ((b₁ - μ_k1)/s) - Φ((a₁ - μ_k1)/s)] [Φ((b₂ - μ_k2)/s) -
+      Φ((a₂ - μ_k2)/s)]`` for the cell ``[a₁, b₁) × [a₂, b₂)``, the isotropic components factorising;
+    * ``checkerboard``: the cell's area inside the eight squares, divided by 32.
+
+    (The Swiss roll has no closed-form cell mass.)
+
+    The mass beyond the code's range ``|v| < f_scale + 1`` (at most ``1e-6``, else ``ValueError``; below ``1e-12``
+    for the papers' ``f_scale``) is left out and the probabilities renormalised: they are the law of
+    ``code.encode(x)`` for ``x`` drawn from the toy conditioned on having a code.
+
+    Parameters
+    ----------
+    name
+        ``"8gaussians"``, ``"9gaussians"`` or ``"checkerboard"``.
+    code
+        A code with ``code.dim <= 20`` bits, so that its ``2**dim`` states can be listed.
+
+    Returns
+    -------
+    Tensor
+        Shape ``(2**code.dim,)``, float64, summing to 1, entry ``k`` belonging to row ``k`` of
+        ``all_binary_states(code.dim)`` (the ``x`` word first).
+    """
+    if name not in _CELL_MASS_TOYS:
+        raise ValueError(f"name: the cell masses of {name!r} have no closed form; use one of {_CELL_MASS_TOYS}")
+    if not isinstance(code, GrayCode):
+        raise ValueError(f"code must be a GrayCode, got {type(code).__name__}")
+    if code.dim > MAX_ENUMERATION_DIM:
+        raise ValueError(f"code: its {code.dim} bits have too many states to list (at most {MAX_ENUMERATION_DIM} bits)")
+    lo, hi = _word_intervals(code)
+    if name == "checkerboard":
+        starts = torch.arange(-4.0, 4.0, 2.0, dtype=torch.float64)
+        overlap = (torch.minimum(hi[:, None], starts + 2) - torch.maximum(lo[:, None], starts)).clamp_min(0)
+        parity = torch.arange(4)
+        black = ((parity[:, None] + parity[None, :]) % 2 == 0).double()  # squares with i + j even
+        probs = overlap @ black @ overlap.T / 32
+    else:
+        centres = toy_mode_centres(name, dtype=torch.float64)
+        std = _EIGHT_GAUSS_STD / _EIGHT_GAUSS_DIVISOR if name == "8gaussians" else _NINE_GAUSS_STD
+        mass_x, mass_y = (torch.special.ndtr((hi[:, None] - centres[:, i]) / std)
+                          - torch.special.ndtr((lo[:, None] - centres[:, i]) / std) for i in (0, 1))
+        probs = (mass_x / len(centres)) @ mass_y.T
+    total = probs.sum()
+    if total < 1 - 1e-6:
+        raise ValueError(f"code: its range holds only {float(total):.6f} of the {name} mass; increase f_scale")
+    return (probs / total).reshape(-1)

@@ -3,7 +3,7 @@
 * :mod:`~ebmlib.metrics.samples` — MMD, TV, KL, mode weights, coupling errors, Fréchet distances;
 * :mod:`~ebmlib.metrics.graphs` — GraphRNN's degree, clustering and orbit MMD, hubs, a scorecard of samples;
 * :mod:`~ebmlib.metrics.mcmc` — split-R̂ and mode switches of chains;
-* :mod:`~ebmlib.metrics.likelihood` — importance sampling and AIS estimates of ``log Z``, pseudo-log-likelihood;
+* :mod:`~ebmlib.metrics.likelihood` — ``log Z`` by enumeration, importance sampling or AIS; pseudo-log-likelihood;
 * :mod:`~ebmlib.metrics.prediction` — the predictors of joint EBMs and their accuracy;
 * :mod:`~ebmlib.metrics.tabular` — train-synthetic-test-real AUC;
 * :mod:`~ebmlib.metrics.images` — Inception FID;
@@ -35,6 +35,7 @@ from ebmlib.metrics.images import (
 from ebmlib.metrics.likelihood import (
     CodeKernelDensity,
     ais_log_partition,
+    enumerated_log_probs,
     importance_log_partition,
     pseudo_log_likelihood,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "CodeKernelDensity",
     "ais_log_partition",
     "pseudo_log_likelihood",
+    "enumerated_log_probs",
     "predict_energy",
     "predict_sample",
     "attribute_accuracy",

@@ -1,18 +1,12 @@
-"""Benchmarks of ebmlib's training objectives; run ``python -m ebmlib.bench rmwggis --help``.
-
-``rmwggis`` times one training step of exact ratio matching against RMwGGIS, as in Table 2 of Liu, Liu & Ji
+"""Time and memory of one training step, exact ratio matching against RMwGGIS, as in Table 2 of Liu, Liu & Ji
 ("Gradient-guided importance sampling for learning binary EBMs"), whose numbers are in
-:data:`~ebmlib.bench.PAPER_TABLE2`. :func:`~ebmlib.bench.fit_ising` is the Ising benchmark those papers and
-Gibbs-with-Gradients share: learn a lattice's couplings from samples with any objective, scored by the error of
-the couplings and the time per iteration.
+:data:`~ebmlib.bench.PAPER_TABLE2`; run ``python -m ebmlib.bench rmwggis --help``.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -20,23 +14,11 @@ import torch
 from torch import Tensor
 
 from ebmlib.losses import ratio_matching, rmwggis
-from ebmlib.metrics import log_rmse
-from ebmlib.nets import IsingEnergy, MLPEnergy
-from ebmlib.train import LossFn, fit, tensor_batches
-from ebmlib.utils import (
-    Measurement,
-    check_binary,
-    check_device,
-    check_int,
-    check_positive,
-    check_tensor,
-    describe_hardware,
-    get_device,
-    measure,
-)
+from ebmlib.nets import MLPEnergy
+from ebmlib.utils import Measurement, check_device, check_int, get_device, measure
 
 DEFAULT_DIMS = (32, 64, 128, 256, 512, 1024, 2048)
-MIB = 2**20
+_MIB = 2**20
 
 # Table 2 of the paper: 2spirals, batch 256, time per training batch averaged over an epoch, biased RMwGGIS
 # with s = 10, on an unnamed GPU. Every entry is legible in the text, and the printed speedups and memory
@@ -62,11 +44,11 @@ _OOM_MESSAGES = ("out of memory", "can't allocate memory")
 
 def _row(d: int, rm: Measurement | None, fast: Measurement) -> dict[str, Any]:
     """One result row; ``rm is None`` means ratio matching ran out of memory."""
-    fast_ms, fast_mib = fast.seconds * 1e3, fast.peak_bytes / MIB
+    fast_ms, fast_mib = fast.seconds * 1e3, fast.peak_bytes / _MIB
     row: dict[str, Any] = {"d": d, "rmwggis_ms": fast_ms, "rmwggis_mib": fast_mib, "rm_oom": rm is None}
     if rm is None:
         return {**row, "rm_ms": None, "rm_mib": None, "speedup": None, "memory_saving_%": None}
-    rm_ms, rm_mib = rm.seconds * 1e3, rm.peak_bytes / MIB
+    rm_ms, rm_mib = rm.seconds * 1e3, rm.peak_bytes / _MIB
     saving = 100 * (1 - fast_mib / rm_mib) if rm_mib > 0 else math.nan
     return {**row, "rm_ms": rm_ms, "rm_mib": rm_mib, "speedup": rm_ms / fast_ms, "memory_saving_%": saving}
 
@@ -175,74 +157,6 @@ def bench_rmwggis(
     return rows
 
 
-@dataclass
-class IsingFit:
-    """What :func:`~ebmlib.bench.fit_ising` returns: the learned model, the curve of ``(iteration, log-RMSE)``
-    pairs and the training time per iteration in seconds."""
-
-    model: IsingEnergy
-    curve: list[tuple[int, float]]
-    seconds_per_iter: float
-
-
-def fit_ising(loss_fn: LossFn, data: Tensor, coupling: Tensor, *, n_iters: int, lr: float, l1: float,
-              batch_size: int = 100, n_records: int = 20, progress: bool = False) -> IsingFit:
-    r"""Learn the couplings of an Ising model from its samples, recording the error of :math:`\hat J` along the way.
-
-    The experiment of Gibbs-with-Gradients (Grathwohl et al. 2021, §5.2), RMwGGIS (Table 4) and energy
-    discrepancy (App. D.4): an :class:`~ebmlib.nets.IsingEnergy` with :math:`\hat J = 0` is trained by Adam on
-
-    .. math:: \mathcal L(\theta) + \lambda \lVert \hat J \rVert_1
-
-    with minibatches of ``batch_size`` rows of ``data`` (:func:`~ebmlib.train.fit` on
-    :func:`~ebmlib.train.tensor_batches`), and :func:`~ebmlib.metrics.log_rmse` of :math:`\hat J` against the
-    true ``coupling`` is recorded every ``max(n_iters // n_records, 1)`` iterations.
-
-    Parameters
-    ----------
-    loss_fn
-        :math:`\mathcal L`: ``loss_fn(model, batch)`` returning a scalar or ``(scalar, logs)``, e.g.
-        :func:`~ebmlib.losses.rmwggis` or a :class:`~ebmlib.losses.PersistentContrastiveDivergence`.
-    data
-        Ground-truth samples ``(N, D)`` of 0/1 floats (e.g. :meth:`~ebmlib.data.IsingLattice.sample`); the model
-        is trained on their device.
-    coupling
-        The true :math:`J`, ``(D, D)``.
-    n_iters, lr
-        Adam steps and learning rate.
-    l1
-        :math:`\lambda \ge 0` (the papers: 0.01 for RMwGGIS and PCD, 0.001 for energy discrepancy).
-    batch_size, n_records
-        Rows per minibatch (the papers: 100) and the number of points of the curve.
-    progress
-        Show a progress bar.
-    """
-    check_tensor(data, "data", ndim=2, floating=True)
-    check_binary(data, "data")
-    dim = data.shape[1]
-    check_tensor(coupling, "coupling", shape=(dim, dim), floating=True)
-    check_int(n_iters, "n_iters", minimum=1)
-    if l1 != 0.0:
-        check_positive(l1, "l1")
-    every = max(n_iters // check_int(n_records, "n_records", minimum=1), 1)
-    model = IsingEnergy(dim).to(data.device)
-    target = coupling.to(data.device)
-    curve: list[tuple[int, float]] = []
-
-    def penalised(m: IsingEnergy, batch: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        out = loss_fn(m, batch)
-        value, logs = out if isinstance(out, tuple) else (out, {})
-        return value + l1 * m.coupling.abs().sum(), logs
-
-    def record(iteration: int, m: IsingEnergy) -> None:
-        if iteration % every == 0:
-            curve.append((iteration, log_rmse(m.coupling.detach(), target).item()))
-
-    result = fit(model, penalised, tensor_batches(data, batch_size), n_iters=n_iters, lr=lr, callback=record,
-                 progress=progress, desc="Ising")
-    return IsingFit(model=model, curve=curve, seconds_per_iter=result.seconds / n_iters)
-
-
 def _format(value: Any, digits: int) -> str:
     if value is None:
         return "OOM"
@@ -265,42 +179,3 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         cells = [_format(row[c], digits.get(c, 1)) for c in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ebmlib.bench", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    rm = commands.add_parser("rmwggis", help="ratio matching vs RMwGGIS, one training step (paper Table 2)")
-    rm.add_argument("--dims", type=int, nargs="+", default=list(DEFAULT_DIMS), help="data dimensions d")
-    rm.add_argument("--batch-size", type=int, default=256)
-    rm.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: best available)")
-    rm.add_argument("--repeats", type=int, default=3, help="timed steps per measurement (median)")
-    rm.add_argument("--n-samples", type=int, default=10, help="neighbours per point for RMwGGIS")
-    rm.add_argument("--chunk-size", type=int, default=None, help="rows per checkpointed chunk for exact RM")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; prints a markdown table and returns the exit status."""
-    args = _parser().parse_args(argv)
-    device = get_device(args.device)
-    rows = bench_rmwggis(
-        args.dims,
-        batch_size=args.batch_size,
-        device=device,
-        repeats=args.repeats,
-        n_samples=args.n_samples,
-        chunk_size=args.chunk_size,
-    )
-    chunking = "" if args.chunk_size is None else f", RM chunk size {args.chunk_size}"
-    print(
-        f"One training step (forward + backward + Adam), exact RM vs biased RMwGGIS (s = {args.n_samples}); "
-        f"{describe_hardware(device)}; batch size {args.batch_size}{chunking}; "
-        f"median of {args.repeats}; peak tensor memory\n"
-    )
-    print(format_table(rows))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""Benchmarks: every training method of the book on the same tasks at equal compute, and the time and memory of
+ratio matching against RMwGGIS; on the command line, ``python -m ebmlib.bench methods --task ... --budget ...``
+and ``python -m ebmlib.bench rmwggis``.
+
+* :mod:`~ebmlib.bench.base` — what a task is (:class:`~ebmlib.bench.Task`);
+* :mod:`~ebmlib.bench.discrete` — binary tasks: an enumerable Gray-coded toy (exact KL), 2spirals in 32 and 256
+  bits, an Ising model with known couplings, binarised digits;
+* :mod:`~ebmlib.bench.continuous` — 2D densities with an exact grid KL, the 16-d mixture of chapter 4;
+* :mod:`~ebmlib.bench.tasks` — the tasks by name, at the book's three scales (:func:`~ebmlib.bench.make_task`);
+* :mod:`~ebmlib.bench.methods` — every training method of the book, built from ``ebmlib``'s losses and samplers;
+* :mod:`~ebmlib.bench.runner` — budgets, runs, the tidy table (:func:`~ebmlib.bench.compare_methods`);
+* :mod:`~ebmlib.bench.summary` — anytime curves, equal-budget tables, the verdict per task, CSV;
+* :mod:`~ebmlib.bench.rmwggis` — one training step of RM vs RMwGGIS by dimension (RMwGGIS paper, Table 2);
+* :mod:`~ebmlib.bench.ising` — the Ising benchmark: couplings learned by any objective;
+* :mod:`~ebmlib.bench.cli` — the command line.
+"""
+
+from ebmlib.bench.base import (
+    TASK_KINDS,
+    Task,
+)
+from ebmlib.bench.cli import (
+    main,
+)
+from ebmlib.bench.continuous import (
+    ContinuousTask,
+    GridDensityTask,
+    MixtureTask,
+    tilted_mlp,
+)
+from ebmlib.bench.discrete import (
+    BinaryTask,
+    CodedToyTask,
+    DigitsTask,
+    ExactCodeTask,
+    IsingTask,
+)
+from ebmlib.bench.ising import (
+    IsingFit,
+    fit_ising,
+)
+from ebmlib.bench.methods import (
+    METHODS,
+    Method,
+    Training,
+    methods_for,
+)
+from ebmlib.bench.rmwggis import (
+    COLUMNS,
+    DEFAULT_DIMS,
+    PAPER_TABLE2,
+    bench_rmwggis,
+    format_table,
+    paper_table2_rows,
+)
+from ebmlib.bench.runner import (
+    ROW_KEYS,
+    Budget,
+    Run,
+    advance,
+    compare_methods,
+    evaluate,
+    profile_methods,
+    run_method,
+    start_run,
+)
+from ebmlib.bench.summary import (
+    anytime,
+    equal_budget,
+    plot_anytime,
+    read_csv,
+    which_method,
+    write_csv,
+)
+from ebmlib.bench.tasks import (
+    TASKS,
+    make_task,
+)
+
+__all__ = [
+    "TASK_KINDS",
+    "Task",
+    "BinaryTask",
+    "ExactCodeTask",
+    "CodedToyTask",
+    "IsingTask",
+    "DigitsTask",
+    "ContinuousTask",
+    "GridDensityTask",
+    "MixtureTask",
+    "tilted_mlp",
+    "TASKS",
+    "make_task",
+    "Training",
+    "Method",
+    "METHODS",
+    "methods_for",
+    "ROW_KEYS",
+    "Budget",
+    "Run",
+    "start_run",
+    "advance",
+    "evaluate",
+    "run_method",
+    "compare_methods",
+    "profile_methods",
+    "write_csv",
+    "read_csv",
+    "anytime",
+    "equal_budget",
+    "which_method",
+    "plot_anytime",
+    "DEFAULT_DIMS",
+    "PAPER_TABLE2",
+    "COLUMNS",
+    "paper_table2_rows",
+    "bench_rmwggis",
+    "format_table",
+    "IsingFit",
+    "fit_ising",
+    "main",
+]

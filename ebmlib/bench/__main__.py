@@ -1,0 +1,3 @@
+from ebmlib.bench.cli import main
+
+raise SystemExit(main())

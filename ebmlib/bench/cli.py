@@ -1,0 +1,87 @@
+"""The command line, ``python -m ebmlib.bench``: ``methods`` (every method on a task at equal compute, written as
+a tidy CSV and an anytime plot) and ``rmwggis`` (time and memory of RM vs RMwGGIS by dimension)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+from ebmlib.bench.methods import METHODS, methods_for
+from ebmlib.bench.rmwggis import DEFAULT_DIMS, bench_rmwggis, format_table
+from ebmlib.bench.runner import Budget, compare_methods
+from ebmlib.bench.summary import equal_budget, plot_anytime, write_csv
+from ebmlib.bench.tasks import TASKS, make_task
+from ebmlib.utils import describe_hardware, get_device
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ebmlib.bench", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    cmp = commands.add_parser("methods", help="every method of a task at equal compute: CSV + anytime plot")
+    cmp.add_argument("--task", required=True, choices=TASKS)
+    length = cmp.add_mutually_exclusive_group(required=True)
+    length.add_argument("--budget", type=float, help="training seconds per run (evaluation not counted)")
+    length.add_argument("--iterations", type=int, help="training iterations per run instead of seconds")
+    cmp.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    cmp.add_argument("--methods", nargs="+", default=None, choices=sorted(METHODS),
+                     help="default: every method of the task's kind")
+    cmp.add_argument("--scale", default="book", choices=("ci", "book", "full"), help="task sizes")
+    cmp.add_argument("--checkpoints", type=int, default=5, help="log-spaced evaluations per run")
+    cmp.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: best available)")
+    cmp.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for <task>.csv and <task>.png")
+    rm = commands.add_parser("rmwggis", help="ratio matching vs RMwGGIS, one training step (paper Table 2)")
+    rm.add_argument("--dims", type=int, nargs="+", default=list(DEFAULT_DIMS), help="data dimensions d")
+    rm.add_argument("--batch-size", type=int, default=256)
+    rm.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: best available)")
+    rm.add_argument("--repeats", type=int, default=3, help="timed steps per measurement (median)")
+    rm.add_argument("--n-samples", type=int, default=10, help="neighbours per point for RMwGGIS")
+    rm.add_argument("--chunk-size", type=int, default=None, help="rows per checkpointed chunk for exact RM")
+    return parser
+
+
+def _methods(args: argparse.Namespace) -> int:
+    device = get_device(args.device)
+    task = make_task(args.task, args.scale, device=device)
+    methods = args.methods or methods_for(task)
+    budget = Budget(seconds=args.budget, iterations=args.iterations, n_checkpoints=args.checkpoints)
+    rows = compare_methods(task, methods, args.seeds, budget)
+    csv_path = write_csv(rows, args.out / f"{task.name}.csv")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    plot_anytime(ax, rows, task.primary)
+    ax.set_title(f"{task.description}\n{describe_hardware(device)}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.savefig(args.out / f"{task.name}.png", dpi=150)
+    unit = "s" if args.budget is not None else " iterations"
+    print(f"{task.description}: {len(args.seeds)} seeds, budget {args.budget or args.iterations}{unit}, "
+          f"{describe_hardware(device)}; wrote {csv_path} and {task.name}.png\n")
+    print(f"| method | {task.primary} (mean) | std | diverged | seconds | iterations |\n|---|---|---|---|---|---|")
+    for row in equal_budget(rows, task.primary):
+        print(f"| {row['method']} | {row['mean']:.4g} | {row['std']:.2g} | {row['diverged']} | "
+              f"{row['seconds']:.3g} | {row['iterations']:.0f} |")
+    return 0
+
+
+def _rmwggis(args: argparse.Namespace) -> int:
+    device = get_device(args.device)
+    rows = bench_rmwggis(args.dims, batch_size=args.batch_size, device=device, repeats=args.repeats,
+                         n_samples=args.n_samples, chunk_size=args.chunk_size)
+    chunking = "" if args.chunk_size is None else f", RM chunk size {args.chunk_size}"
+    print(
+        f"One training step (forward + backward + Adam), exact RM vs biased RMwGGIS (s = {args.n_samples}); "
+        f"{describe_hardware(device)}; batch size {args.batch_size}{chunking}; "
+        f"median of {args.repeats}; peak tensor memory\n"
+    )
+    print(format_table(rows))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point of ``python -m ebmlib.bench``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    return _methods(args) if args.command == "methods" else _rmwggis(args)

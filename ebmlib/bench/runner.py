@@ -1,0 +1,246 @@
+"""The budgeted runner: train a method on a task for a wall-clock or iteration budget, evaluate at log-spaced
+checkpoints with the evaluation time left out of the budget, over several seeds; the result is a tidy table.
+
+Everything one (task, method, seed) run holds between steps lives in a :class:`~ebmlib.bench.Run` — the energy,
+the method's loss object (with its chains, flow and adapted step sizes), the optimiser, the EMA, the iteration
+and the training seconds — so that saving and restoring a run, and so resuming a sweep that skips finished
+(method, seed) pairs, concerns this one object. Training goes through :func:`ebmlib.train.fit`, called once per
+stretch between checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from ebmlib.bench.base import Task
+from ebmlib.bench.methods import METHODS, Method
+from ebmlib.train import LossFn, fit
+from ebmlib.utils import check_int, check_positive, check_probability, measure, seed_everything
+
+ROW_KEYS = ("task", "method", "seed", "checkpoint", "iteration", "seconds", "status", "metric", "value")
+"""Columns of the tidy table: one row per run, checkpoint and metric (``value`` is NaN for a diverged run)."""
+
+_EVAL_SEED = 10_000  # evaluation randomness (AIS, Gibbs samples) is seeded apart from training
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long every run trains, in wall-clock ``seconds`` of training or in ``iterations`` (exactly one), and
+    how many log-spaced checkpoints (the last at the full budget) it is evaluated at."""
+
+    seconds: float | None = None
+    iterations: int | None = None
+    n_checkpoints: int = 5
+
+    def __post_init__(self) -> None:
+        if (self.seconds is None) == (self.iterations is None):
+            raise ValueError("give exactly one of seconds and iterations")
+        if self.seconds is not None:
+            check_positive(self.seconds, "seconds")
+        else:
+            check_int(self.iterations, "iterations", minimum=1)
+        check_int(self.n_checkpoints, "n_checkpoints", minimum=1)
+
+    def checkpoints(self) -> list[float]:
+        """Training seconds (or iterations) at which runs are evaluated: ``total / 2**k``, ``k = n - 1, …, 0``."""
+        total = self.seconds if self.seconds is not None else self.iterations
+        points = [total / 2**k for k in range(self.n_checkpoints - 1, -1, -1)]
+        if self.iterations is None:
+            return points
+        return sorted({max(1, round(p)) for p in points})
+
+
+@dataclass
+class Run:
+    """The whole state of one (task, method, seed) run: what :func:`~ebmlib.bench.advance` changes.
+
+    ``rng_state`` holds the run's own torch random state between calls (CPU, and CUDA on a GPU), so runs can
+    be interleaved without drawing from one another's stream. ``model`` is what is evaluated: the EMA of the
+    parameters when there is one, else the energy itself.
+    """
+
+    task: Task
+    method: Method
+    seed: int
+    energy: nn.Module
+    loss_fn: LossFn
+    optimizer: torch.optim.Optimizer
+    next_batch: Callable[[], Tensor]
+    ema: AveragedModel | None = None
+    iteration: int = 0
+    seconds: float = 0.0
+    status: str = "ok"
+    error: str = ""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rng_state: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.energy if self.ema is None else self.ema.module
+
+
+def start_run(task: Task, method: Method, seed: int, *, ema_decay: float | None = 0.99) -> Run:
+    """Seed everything with ``seed``, then build the energy, the method's loss, Adam and the EMA.
+
+    The learning rate is the method's own if it has one (:class:`~ebmlib.bench.Training`), else the task's.
+    """
+    if method.kind != task.kind:
+        raise ValueError(f"method {method.name!r} is for {method.kind} tasks, task {task.name!r} is {task.kind}")
+    seed_everything(check_int(seed, "seed", minimum=0))
+    energy = task.make_energy()
+    training = method.build(task, energy)
+    optimizer = torch.optim.Adam(energy.parameters(), lr=training.lr or task.lr)
+    ema = None
+    if ema_decay is not None:
+        ema = AveragedModel(energy, multi_avg_fn=get_ema_multi_avg_fn(check_probability(ema_decay, "ema_decay")))
+    run = Run(task, method, seed, energy, training.loss_fn, optimizer, task.batches(), ema)
+    _save_rng(run)
+    return run
+
+
+def _save_rng(run: Run) -> None:
+    run.rng_state = {"cpu": torch.get_rng_state()}
+    if run.task.device.type == "cuda":
+        run.rng_state["cuda"] = torch.cuda.get_rng_state(run.task.device)
+
+
+def _restore_rng(run: Run) -> None:
+    torch.set_rng_state(run.rng_state["cpu"])
+    if "cuda" in run.rng_state:
+        torch.cuda.set_rng_state(run.rng_state["cuda"], run.task.device)
+
+
+def _penalised(loss_fn: LossFn, task: Task, model: nn.Module, batch: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    out = loss_fn(model, batch)
+    loss, logs = out if isinstance(out, tuple) else (out, {})
+    penalty = task.penalty(model)
+    return (loss if penalty is None else loss + penalty), logs
+
+
+def _diverged(run: Run, error: Exception) -> None:
+    """Mark ``run`` diverged if ``error`` reports a non-finite value (the loss, an energy, a gradient, a
+    probability); anything else is a bug and propagates."""
+    if not re.search(r"nan|inf", str(error), flags=re.IGNORECASE):
+        raise error
+    run.status, run.error = "diverged", str(error)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def advance(run: Run, n_iters: int) -> None:
+    """Train ``run`` for ``n_iters`` more iterations with :func:`ebmlib.train.fit`, adding the wall-clock time.
+
+    A non-finite loss, energy or gradient (``fit`` and the samplers raise) marks the run ``"diverged"``; any
+    other error propagates.
+    """
+    check_int(n_iters, "n_iters", minimum=1)
+    callback = None if run.ema is None else (lambda _iteration, model: run.ema.update_parameters(model))
+    _restore_rng(run)
+    _synchronize(run.task.device)
+    start = time.perf_counter()
+    try:
+        fit(run.energy, partial(_penalised, run.loss_fn, run.task), run.next_batch, n_iters=n_iters,
+            optimizer=run.optimizer, grad_clip=run.task.grad_clip, log_every=n_iters, callback=callback,
+            progress=False)
+    except (RuntimeError, ValueError) as error:
+        _diverged(run, error)
+    _synchronize(run.task.device)
+    run.seconds += time.perf_counter() - start
+    run.iteration += n_iters
+    _save_rng(run)
+
+
+def evaluate(run: Run, checkpoint: int) -> list[dict[str, Any]]:
+    """Rows of the tidy table for ``run`` now; the task's metrics are computed under their own seed, so
+    evaluating never changes what the run draws next. A diverged run gets NaN values."""
+    base = {"task": run.task.name, "method": run.method.name, "seed": run.seed, "checkpoint": checkpoint,
+            "iteration": run.iteration, "seconds": run.seconds}
+    metrics: dict[str, float] = {}
+    if run.status == "ok":
+        device = run.task.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(_EVAL_SEED + run.seed)
+            try:
+                metrics = run.task.evaluate(run.model)
+            except (RuntimeError, ValueError) as error:
+                _diverged(run, error)
+        if not all(math.isfinite(v) for v in metrics.values()):
+            run.status, run.error = "diverged", "a metric is not finite"
+    if run.status != "ok":  # NaN for every metric the run had (its task's primary one if none yet)
+        metrics = dict.fromkeys([r["metric"] for r in run.rows if r["checkpoint"] == 0] or [run.task.primary],
+                                math.nan)
+    rows = [{**base, "status": run.status, "metric": name, "value": float(value)} for name, value in metrics.items()]
+    run.rows += rows
+    return rows
+
+
+def _next_chunk(run: Run, budget: Budget, target: float) -> int:
+    if budget.iterations is not None:
+        return int(target) - run.iteration
+    if run.iteration == 0:
+        return 1
+    rate = run.iteration / run.seconds
+    return max(1, min(round((target - run.seconds) * rate), 2 * run.iteration))
+
+
+def run_method(task: Task, method: Method | str, seed: int, budget: Budget, *,
+               ema_decay: float | None = 0.99) -> list[dict[str, Any]]:
+    """Train one method on one task from ``seed`` for ``budget``, evaluating at every checkpoint.
+
+    Returns the rows (:data:`~ebmlib.bench.ROW_KEYS`) of all checkpoints; a run that diverges gets NaN values
+    with ``status="diverged"`` at every remaining checkpoint. Only the time spent in :func:`ebmlib.train.fit`
+    counts towards a wall-clock budget; evaluation is not timed.
+    """
+    run = start_run(task, METHODS[method] if isinstance(method, str) else method, seed, ema_decay=ema_decay)
+    progress = (lambda: run.seconds) if budget.seconds is not None else (lambda: run.iteration)
+    for checkpoint, target in enumerate(budget.checkpoints()):
+        while run.status == "ok" and progress() < target:
+            advance(run, _next_chunk(run, budget, target))
+        evaluate(run, checkpoint)
+    return run.rows
+
+
+def compare_methods(task: Task, methods: Sequence[str], seeds: Sequence[int], budget: Budget, *,
+                    ema_decay: float | None = 0.99, progress: bool = True) -> list[dict[str, Any]]:
+    """:func:`~ebmlib.bench.run_method` for every method and seed: the tidy table of one task.
+
+    Every (method, seed) run starts from :func:`ebmlib.utils.seed_everything` of its seed, so its rows do not
+    depend on which other pairs run, or in which order.
+    """
+    unknown = [name for name in methods if name not in METHODS]
+    if unknown:
+        raise ValueError(f"methods: unknown {unknown}; choose from {sorted(METHODS)}")
+    pairs = [(name, seed) for name in methods for seed in seeds]
+    rows: list[dict[str, Any]] = []
+    for name, seed in tqdm(pairs, desc=task.name, disable=not progress):
+        rows += run_method(task, name, seed, budget, ema_decay=ema_decay)
+    return rows
+
+
+def profile_methods(task: Task, methods: Sequence[str], *, repeats: int = 3) -> list[dict[str, Any]]:
+    """Median time and peak tensor memory of one training step of each method (:func:`ebmlib.utils.measure`).
+
+    Rows with ``task``, ``method``, ``ms_per_step`` and ``peak_mib``; the step is one iteration of
+    :func:`ebmlib.train.fit` (sampling, loss, backward and Adam), after one warm-up step.
+    """
+    rows = []
+    for name in methods:
+        run = start_run(task, METHODS[name], 0, ema_decay=None)
+        result = measure(partial(advance, run, 1), task.device, repeats=repeats)
+        rows.append({"task": task.name, "method": name, "ms_per_step": 1e3 * result.seconds,
+                     "peak_mib": result.peak_bytes / 2**20})
+    return rows

@@ -1,0 +1,138 @@
+"""Reading the tidy table of :func:`~ebmlib.bench.compare_methods`: CSV in and out, anytime curves (metric
+against training seconds), the comparison at equal budget, and the "which method when" verdict per task."""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from ebmlib.bench.runner import ROW_KEYS
+
+_TYPES = {"seed": int, "checkpoint": int, "iteration": int, "seconds": float, "value": float}
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Write tidy rows (:data:`~ebmlib.bench.ROW_KEYS`) to ``path`` (folders created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=ROW_KEYS, extrasaction="raise")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def read_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Rows written by :func:`~ebmlib.bench.write_csv`, with numbers parsed back."""
+    with Path(path).open(newline="") as handle:
+        return [{k: _TYPES.get(k, str)(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def _select(rows: Sequence[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    chosen = [r for r in rows if r["metric"] == metric]
+    if not chosen:
+        raise ValueError(f"metric: no rows for {metric!r}; the table has {sorted({r['metric'] for r in rows})}")
+    return chosen
+
+
+def _groups(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[tuple, list[dict[str, Any]]]:
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
+    return groups
+
+
+def _stats(group: list[dict[str, Any]]) -> dict[str, Any]:
+    finite = [r["value"] for r in group if r["status"] == "ok"]
+    spread = statistics.stdev(finite) if len(finite) > 1 else 0.0
+    return {
+        "seconds": statistics.fmean(r["seconds"] for r in group),
+        "iterations": statistics.fmean(r["iteration"] for r in group),
+        "mean": statistics.fmean(finite) if finite else math.nan,
+        "std": spread if finite else math.nan,
+        "min": min(finite, default=math.nan),
+        "max": max(finite, default=math.nan),
+        "runs": len(group),
+        "diverged": len(group) - len(finite),
+    }
+
+
+def anytime(rows: Sequence[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Per task, method and checkpoint: mean training seconds and iterations, and the mean, standard deviation,
+    minimum and maximum of ``metric`` over the seeds whose run has not diverged (``diverged`` counts the others)."""
+    selected = _select(rows, metric)
+    return [{"task": task, "method": method, "checkpoint": checkpoint, **_stats(group)}
+            for (task, method, checkpoint), group in _groups(selected, ("task", "method", "checkpoint")).items()]
+
+
+def equal_budget(rows: Sequence[dict[str, Any]], metric: str, *, checkpoint: int = -1) -> list[dict[str, Any]]:
+    """The methods compared at one checkpoint (default the last, i.e. the full budget), best mean first.
+
+    Methods that diverged in every seed come last."""
+    curves = anytime(rows, metric)
+    last = max(c["checkpoint"] for c in curves)
+    wanted = last + 1 + checkpoint if checkpoint < 0 else checkpoint
+    chosen = [c for c in curves if c["checkpoint"] == wanted]
+    if not chosen:
+        raise ValueError(f"checkpoint must be in [-{last + 1}, {last}], got {checkpoint}")
+    return sorted(chosen, key=lambda c: (math.isnan(c["mean"]), c["mean"]))
+
+
+def which_method(rows: Sequence[dict[str, Any]], metric: str, *, checkpoint: int = -1) -> dict[str, Any]:
+    """The verdict at one budget: the best method, and those tied with it (lower is better).
+
+    A method ties with the best when their means differ by less than the larger of the two standard deviations
+    over seeds. Returns ``best``, ``value``, ``seconds``, ``tied`` (names) and ``diverged`` (names of methods
+    with at least one diverged seed).
+    """
+    ranking = equal_budget(rows, metric, checkpoint=checkpoint)
+    best = ranking[0]
+    tied = [c["method"] for c in ranking[1:]
+            if math.isfinite(c["mean"]) and c["mean"] - best["mean"] < max(best["std"], c["std"])]
+    return {"best": best["method"], "value": best["mean"], "seconds": best["seconds"], "tied": tied,
+            "diverged": [c["method"] for c in ranking if c["diverged"]]}
+
+
+def _plain(value: float, _position: int, *, minor: bool = False) -> str:
+    if value <= 0:
+        return ""
+    mantissa = value / 10 ** math.floor(math.log10(value))
+    return f"{value:g}" if not minor or round(mantissa) in (2, 5) else ""
+
+
+def plot_anytime(ax: Axes, rows: Sequence[dict[str, Any]], metric: str, *, methods: Sequence[str] | None = None,
+                 title: str | None = None, logy: bool = False) -> Figure:
+    """Anytime curves: ``metric`` against training seconds (log axis), the mean over seeds as a line with
+    markers, the range over seeds shaded. A curve stops where a seed diverged (marked ×)."""
+    curves = anytime(rows, metric)
+    names = list(dict.fromkeys(c["method"] for c in curves)) if methods is None else list(methods)
+    for name in names:
+        points = sorted((c for c in curves if c["method"] == name), key=lambda c: c["checkpoint"])
+        ok = [c for c in points if not c["diverged"]]
+        (line,) = ax.plot([c["seconds"] for c in ok], [c["mean"] for c in ok], marker="o", ms=3, label=name)
+        ax.fill_between([c["seconds"] for c in ok], [c["min"] for c in ok], [c["max"] for c in ok],
+                        color=line.get_color(), alpha=0.15, lw=0)
+        failed = [c for c in points if c["diverged"]]
+        if failed:
+            ax.plot(failed[0]["seconds"], ok[-1]["mean"] if ok else math.nan, "x", color=line.get_color(), ms=8)
+    ax.set_xscale("log")
+    axes = [ax.xaxis]
+    if logy:
+        ax.set_yscale("log")
+        axes.append(ax.yaxis)
+    for axis in axes:  # plain numbers (0.5, not 5×10⁻¹); minor ticks labelled at 2 and 5 times a power of 10
+        axis.set_major_formatter(FuncFormatter(_plain))
+        axis.set_minor_formatter(FuncFormatter(lambda value, position: _plain(value, position, minor=True)))
+    ax.set_xlabel("training time [s]")
+    ax.set_ylabel(metric)
+    if title:
+        ax.set_title(title)
+    return ax.figure
