@@ -44,9 +44,10 @@ import ebmlib.nets as NN
 import ebmlib.samplers as S
 import ebmlib.train as T
 import ebmlib.utils as U
-from ebmlib import bench, plotting, report
+from ebmlib import bench, plotting, report, scale
 
-MODULES = ("utils", "data", "nets", "flows", "samplers", "losses", "metrics", "train", "report", "plotting", "bench")
+MODULES = ("utils", "data", "nets", "flows", "samplers", "losses", "metrics", "train", "report", "plotting", "bench",
+           "scale")
 COUNT = "zero negative frac bool"
 NONNEG = "negative frac bool"
 STEP = "zero negative nan inf str"
@@ -541,6 +542,10 @@ SPECS.update({
     "ebmlib.train.tensor_batches": Spec(T.tensor_batches, lambda dt: dict(data=torch.randn(8, 2, dtype=dt),
                                                                           batch_size=4),
                                         {"data": "scalar list", "batch_size": COUNT + " huge"}),
+    "ebmlib.scale.smoke_cap": Spec(scale.smoke_cap, lambda dt: dict(settings={"n_iters": 5}, caps={"n_iters": 2}),
+                                   {"settings": "object none", "caps": "object none"}),
+    "ebmlib.scale.run_dir": Spec(scale.run_dir, lambda dt: dict(chapter="ch2", experiment="mnist", scale="ci"),
+                                 {"chapter": "none empty", "experiment": "none empty", "scale": "choice none"}),
     "ebmlib.train.TensorBatches": Spec(T.TensorBatches, lambda dt: dict(data=torch.randn(8, 2, dtype=dt), batch_size=4),
                                        {"data": "scalar list", "batch_size": COUNT + " huge"}),
     "ebmlib.train.fit": Spec(lambda n_iters, lr, log_every, ema_decay, grad_clip, checkpoint_every, run_dir: T.fit(
