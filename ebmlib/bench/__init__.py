@@ -18,6 +18,7 @@ and ``python -m ebmlib.bench rmwggis``.
 from ebmlib.bench.base import (
     TASK_KINDS,
     Task,
+    check_energy,
 )
 from ebmlib.bench.cli import (
     main,
@@ -80,6 +81,7 @@ from ebmlib.bench.tasks import (
 __all__ = [
     "TASK_KINDS",
     "Task",
+    "check_energy",
     "BinaryTask",
     "ExactCodeTask",
     "CodedToyTask",
