@@ -166,7 +166,7 @@ def graph_mmd(
     width = max(len(f) for f in features)
     x = torch.zeros(len(features), width, dtype=torch.float64, device="cpu")  # host statistics of graphs
     for i, feature in enumerate(features):
-        x[i, : len(feature)] = torch.as_tensor(feature / feature.sum() if is_histogram else feature)
+        x[i, : len(feature)] = torch.as_tensor(feature / feature.sum() if is_histogram else feature, device="cpu")
     kernel = partial(kernel_fn, sigma=sigma)
     return float(mmd2(x[: len(generated)], x[len(generated) :], kernel, unbiased=False))
 
