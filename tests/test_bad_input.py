@@ -849,7 +849,7 @@ EXCLUDED = {
     "ebmlib.data.load_adult": "file reader",
     # the command line: argparse reports bad arguments and exits with status 2, the convention of CLIs
     "ebmlib.bench.main": "command line",
-    "ebmlib.bench.check_energy": "validator",
+    "ebmlib.bench.check_energy": "validator", "ebmlib.bench.check_task": "validator",
     "ebmlib.metrics.PointCode": "protocol", "ebmlib.metrics.PointCode.encode": "protocol",
     "ebmlib.report.Claim": "result container, built by Claims.add (which checks its fields)",
     "ebmlib.bench.IsingFit": "result container", "ebmlib.bench.Run": "state container, built by start_run",

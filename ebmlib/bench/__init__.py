@@ -19,6 +19,7 @@ from ebmlib.bench.base import (
     TASK_KINDS,
     Task,
     check_energy,
+    check_task,
 )
 from ebmlib.bench.cli import (
     main,
@@ -82,6 +83,7 @@ __all__ = [
     "TASK_KINDS",
     "Task",
     "check_energy",
+    "check_task",
     "BinaryTask",
     "ExactCodeTask",
     "CodedToyTask",

@@ -90,3 +90,13 @@ def check_energy(energy: Any, name: str = "energy", *, attributes: tuple[str, ..
     if missing:
         raise ValueError(f"{name} must have {', '.join(attributes)}; {type(energy).__name__} lacks {missing[0]}")
     return energy
+
+
+def check_task(task: Any, name: str = "task") -> Task:
+    """Return ``task`` if it has what a :class:`Task` has (a subclass, or any object with its attributes, such as
+    a wrapper); raise ``ValueError`` naming ``name`` otherwise."""
+    needed = ("name", "kind", "dim", "device", "make_energy", "batches", "evaluate", "init_states", "penalty")
+    missing = [a for a in needed if not hasattr(task, a)]
+    if missing:
+        raise ValueError(f"{name} must be a Task (see make_task); {type(task).__name__} lacks {missing[0]}")
+    return task

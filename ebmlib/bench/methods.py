@@ -15,7 +15,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from ebmlib.bench.base import TASK_KINDS, Task
+from ebmlib.bench.base import TASK_KINDS, Task, check_task
 from ebmlib.flows import RealNVP
 from ebmlib.losses import (
     BernoulliPerturbation,
@@ -204,6 +204,4 @@ METHODS: dict[str, Method] = {m.name: m for m in (*_binary_methods(), *_continuo
 
 def methods_for(task: Task) -> list[str]:
     """Names of the methods of :data:`~ebmlib.bench.METHODS` that apply to ``task`` (its kind), in order."""
-    if not isinstance(task, Task):
-        raise ValueError(f"task must be a Task (see make_task), got {type(task).__name__}")
-    return [name for name, method in METHODS.items() if method.kind == task.kind]
+    return [name for name, method in METHODS.items() if method.kind == check_task(task).kind]

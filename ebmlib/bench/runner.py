@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from ebmlib.bench.base import Task
+from ebmlib.bench.base import Task, check_task
 from ebmlib.bench.methods import METHODS, Method
 from ebmlib.train import LossFn, fit
 from ebmlib.utils import check_int, check_positive, check_probability, measure, seed_everything
@@ -90,12 +90,6 @@ class Run:
         return self.energy if self.ema is None else self.ema.module
 
 
-def _check_task(task: Any) -> Task:
-    if not isinstance(task, Task):
-        raise ValueError(f"task must be a Task (see make_task), got {type(task).__name__}")
-    return task
-
-
 def _check_method(method: Any) -> Method:
     """A :class:`Method` or the name of one in :data:`METHODS`."""
     if isinstance(method, str) and method in METHODS:
@@ -133,7 +127,7 @@ def start_run(task: Task, method: Method | str, seed: int, *, ema_decay: float |
 
     The learning rate is the method's own if it has one (:class:`~ebmlib.bench.Training`), else the task's.
     """
-    if _check_method(method).kind != _check_task(task).kind:
+    if _check_method(method).kind != check_task(task).kind:
         raise ValueError(f"method {method.name!r} is for {method.kind} tasks, task {task.name!r} is {task.kind}")
     seed_everything(check_int(seed, "seed", minimum=0))
     energy = task.make_energy()
@@ -263,7 +257,7 @@ def compare_methods(task: Task, methods: Sequence[str], seeds: Sequence[int], bu
     Every (method, seed) run starts from :func:`ebmlib.utils.seed_everything` of its seed, so its rows do not
     depend on which other pairs run, or in which order.
     """
-    _check_task(task)
+    check_task(task)
     methods, budget = _check_methods(methods), _check_budget(budget)
     if isinstance(seeds, str) or not isinstance(seeds, Sequence) or not seeds:
         raise ValueError(f"seeds must be a non-empty sequence of integers, got {seeds!r}")
@@ -282,7 +276,7 @@ def profile_methods(task: Task, methods: Sequence[str], *, repeats: int = 3) -> 
     Rows with ``task``, ``method``, ``ms_per_step`` and ``peak_mib``; the step is one iteration of
     :func:`ebmlib.train.fit` (sampling, loss, backward and Adam), after one warm-up step.
     """
-    _check_task(task)
+    check_task(task)
     rows = []
     for name in _check_methods(methods):
         run = start_run(task, METHODS[name], 0, ema_decay=None)
