@@ -117,6 +117,8 @@ class Claims:
 
     def table(self, caption: str = "Claims of the papers and this run") -> pd.io.formats.style.Styler:
         """The captioned HTML table; the caption states the scale and the hardware once."""
+        if not isinstance(caption, str) or not caption:
+            raise ValueError(f"caption must be a non-empty string, got {caption!r}")
         full = (f"{caption} ({self.scale} scale, {self.hardware}). ✓: holds in this run; asserted at: the "
                 "scales at which the checks cell fails if it does not hold.")
         return styled_table(self.frame(), full).set_table_attributes('class="claims-table"')
@@ -130,8 +132,12 @@ def styled_table(frame: pd.DataFrame, caption: str, *, digits: int = 3) -> pd.io
 
     ``frame`` should have at most 8 columns (long rather than wide); missing values show as "—".
     """
+    if not all(hasattr(frame, a) for a in ("shape", "style")):
+        raise ValueError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
     if not isinstance(caption, str) or not caption:
         raise ValueError(f"caption must be a non-empty string, got {caption!r}")
+    if isinstance(digits, bool) or not isinstance(digits, int) or digits < 1:
+        raise ValueError(f"digits must be an integer >= 1, got {digits!r}")
     if frame.shape[1] > 8:
         raise ValueError(f"frame has {frame.shape[1]} columns; a book table has at most 8 (make it long, not wide)")
 

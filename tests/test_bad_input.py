@@ -618,6 +618,217 @@ SPECS.update({
                                       {"rows": "empty seqstr"}),
 })
 
+
+
+def _bit_energy(x):
+    return x @ torch.linspace(-1.0, 1.0, x.shape[1], dtype=x.dtype, device=x.device)
+
+
+def _hub_bits(dt):
+    """Graphs on 3 nodes (pairs (0,1), (0,2), (1,2)); the second has 2 nodes, so only pair (0,1) may be an edge."""
+    return dict(bits=torch.tensor([[1, 1, 0], [1, 0, 0], [0, 1, 1]], dtype=dt), node_counts=torch.tensor([3, 2, 3]))
+
+
+def _code_energy(dt):
+    return torch.nn.Sequential(torch.nn.Linear(6, 1), torch.nn.Flatten(0)).to(dt)
+
+
+SPECS.update({
+    # --- data, nets, losses, metrics added with the chapters' code ---
+    "ebmlib.data.toy_code_probs": Spec(D.toy_code_probs, lambda dt: dict(name="8gaussians", code=D.GrayCode(4.0, 3)),
+                                       {"name": "choice", "code": "object"}),
+    "ebmlib.nets.BernoulliTiltedEnergy": Spec(NN.BernoulliTiltedEnergy, lambda dt: dict(
+        net=NN.MLPEnergy(3, 4, 1), probs=torch.tensor([0.2, 0.5, 0.7], dtype=dt)),
+        {"net": "object", "probs": "nan ndim int neg big list"}),
+    **{f"ebmlib.nets.BernoulliTiltedEnergy.{method}": Spec(
+        lambda x, method=method: getattr(NN.BernoulliTiltedEnergy(NN.MLPEnergy(3, 4, 1), torch.full((3,), 0.3)),
+                                         method)(x), lambda dt: dict(x=_bits(torch.float32, 4, 3)), {"x": META})
+       for method in ("forward", "base_log_prob")},
+    "ebmlib.losses.FlowEBMLoss.from_flow": Spec(
+        lambda method, flow, pool_size, lr, uniform_lim: L.FlowEBMLoss.from_flow(
+            method, flow, pool_size=pool_size, lr=lr, uniform_lim=uniform_lim, n_chains=4, n_steps=2, step_size=0.1),
+        lambda dt: dict(method="ula", flow=F.RealNVP(2, 1, (4,)).to(dt), pool_size=8, lr=1e-3, uniform_lim=2.0),
+        {"method": "choice", "flow": "object", "pool_size": COUNT, "lr": STEP, "uniform_lim": STEP}),
+    "ebmlib.metrics.decoded_log_density": Spec(M.decoded_log_density, lambda dt: dict(
+        energy_fn=_code_energy(dt), code=D.GrayCode(4.0, 3), lim=2.0, n=4, batch_size=5),
+        {"energy_fn": EFN, "code": "object", "lim": STEP, "n": COUNT, "batch_size": COUNT}),
+    "ebmlib.metrics.energy_mode_weights": Spec(M.energy_mode_weights, lambda dt: dict(
+        energy_fn=_energy_2d, centres=torch.randn(3, 2, dtype=dt), lim=2.0, n=4, batch_size=5),
+        {"energy_fn": EFN, "centres": "nan inf ndim flat cols int list", "lim": STEP, "n": COUNT,
+         "batch_size": COUNT}),
+    "ebmlib.metrics.enumerated_log_probs": Spec(M.enumerated_log_probs, lambda dt: dict(
+        energy_fn=_bit_energy, dim=3, batch_size=5, device="cpu"),
+        {"energy_fn": EFN, "dim": COUNT + " huge", "batch_size": COUNT, "device": "choice"}),
+    "ebmlib.metrics.expected_calibration_error": Spec(M.expected_calibration_error, lambda dt: dict(
+        probs=torch.softmax(torch.randn(6, 3, dtype=dt), 1), labels=torch.randint(0, 3, (6,)), n_bins=4),
+        {"probs": "nan inf ndim flat cols int neg big list", "labels": "ndim rows float neg big list",
+         "n_bins": COUNT}),
+    "ebmlib.metrics.has_hub": Spec(M.has_hub, _hub_bits, {"bits": "nan ndim cols int binary list",
+                                                         "node_counts": "ndim rows float big neg list"}),
+    "ebmlib.metrics.score_graph_samples": Spec(M.score_graph_samples, lambda dt: dict(**_hub_bits(dt),
+                                                                                      reference=_graphs()),
+                                               {"bits": "nan ndim cols int binary list",
+                                                "node_counts": "ndim rows float big neg list",
+                                                "reference": "empty seqstr"}),
+    "ebmlib.metrics.mode_switches": Spec(M.mode_switches, lambda dt: dict(chains=torch.randn(2, 5, 2, dtype=dt),
+                                                                          centres=torch.randn(3, 2, dtype=dt)),
+                                         {"chains": "nan inf ndim flat int list", "centres": "nan inf cols int list"}),
+    "ebmlib.metrics.pseudo_log_likelihood": Spec(M.pseudo_log_likelihood, lambda dt: dict(
+        energy_fn=_bit_energy, x=_bits(dt), mask=_bits(dt), batch_size=4),
+        {"energy_fn": EFN, "x": "nan ndim flat int binary list", "mask": "nan ndim rows cols binary list",
+         "batch_size": COUNT}),
+    # --- report ---
+    "ebmlib.report.Claims": Spec(report.Claims, lambda dt: dict(scale="ci", hardware="CPU"),
+                                 {"scale": "choice", "hardware": "none"}),
+    "ebmlib.report.Claims.add": Spec(
+        lambda claim, paper, ours, holds, asserted_at: report.Claims("ci", "CPU").add(
+            claim, paper=paper, ours=ours, holds=holds, asserted_at=asserted_at),
+        lambda dt: dict(claim="x > 1", paper=2.0, ours=1.5, holds=True, asserted_at=("ci",)),
+        {"claim": "none", "holds": "str", "asserted_at": "choice seqneg"}),
+    "ebmlib.report.Claims.table": Spec(lambda caption: report.Claims("ci", "CPU").table(caption),
+                                       lambda dt: dict(caption="Claims"), {"caption": "none"}),
+    "ebmlib.report.styled_table": Spec(report.styled_table, lambda dt: dict(frame=_frame(), caption="A table",
+                                                                            digits=3),
+                                       {"frame": "object", "caption": "none", "digits": COUNT}),
+})
+
+
+# Tiny benchmark tasks: every bench spec builds its task afresh (a few milliseconds each).
+_GRAY = dict(name="gray", toy="8gaussians", n_bits=3, hidden=4, lr=1e-3, batch_size=8, device="cpu")
+_SPIRALS = dict(name="spirals", toy="2spirals", n_bits=4, hidden=4, lr=1e-3, batch_size=8, n_test=20, n_grid=4,
+                ais_steps=2, ais_chains=3, n_mmd=4, gibbs_sweeps=1, device="cpu")
+_ISING = dict(name="ising", side=3, sigma=0.2, n_data=20, sweeps=2, l1=1e-3, lr=1e-3, batch_size=10, device="cpu")
+_DIGITS = dict(name="digits", hidden=4, lr=1e-3, batch_size=10, ais_steps=2, ais_chains=3, device="cpu")
+_GRID = dict(name="grid", density="8gaussians", hidden=4, lr=1e-3, batch_size=8, n_grid=8, gaussian_sigma=0.1,
+             device="cpu")
+_MIXTURE = dict(name="mixture", dim=2, hidden=4, lr=1e-3, batch_size=8, n_eval=16, gaussian_sigma=0.3, device="cpu")
+_TASKS = {"ExactCodeTask": _GRAY, "CodedToyTask": _SPIRALS, "IsingTask": _ISING, "DigitsTask": _DIGITS,
+          "GridDensityTask": _GRID, "MixtureTask": _MIXTURE}
+_SETTINGS = {"name": "none", "hidden": COUNT, "lr": STEP, "batch_size": COUNT, "device": "choice"}
+
+
+def _task(cls="ExactCodeTask"):
+    return getattr(bench, cls)(**_TASKS[cls])
+
+
+def _rows_table(dt=None):
+    return [dict(task="t", method=m, seed=s, checkpoint=c, iteration=10 * (c + 1), seconds=0.1 * (c + 1), status="ok",
+                 metric="kl", value=0.5 / (c + 1) + 0.1 * s + (0.2 if m == "B" else 0.0))
+            for m in ("A", "B") for s in (0, 1) for c in (0, 1)]
+
+
+def _csv(dt):
+    return dict(path=bench.write_csv(_rows_table(), _tmp("rows.csv")))
+
+
+def _ising_fit_args(dt):
+    lattice = D.IsingLattice(3, 0.2)
+    return dict(loss_fn=L.ratio_matching, data=lattice.sample(20, 2, dtype=dt), coupling=lattice.J.to(dt), n_iters=2,
+                lr=1e-2, l1=1e-3, batch_size=10, n_records=2)
+
+
+SPECS.update({
+    "ebmlib.bench.Task": Spec(bench.Task, lambda dt: dict(name="t", lr=1e-3, batch_size=8, device="cpu"),
+                              {k: _SETTINGS[k] for k in ("name", "lr", "batch_size", "device")}),
+    "ebmlib.bench.ExactCodeTask": Spec(bench.ExactCodeTask, lambda dt: dict(_GRAY),
+                                       {**_SETTINGS, "toy": "choice", "n_bits": COUNT + " huge"}),
+    "ebmlib.bench.CodedToyTask": Spec(bench.CodedToyTask, lambda dt: dict(_SPIRALS), {
+        **_SETTINGS, "toy": "choice", "n_bits": COUNT, "n_test": COUNT, "n_grid": COUNT, "ais_steps": NONNEG,
+        "ais_chains": COUNT, "n_mmd": NONNEG + " huge", "gibbs_sweeps": COUNT}),
+    "ebmlib.bench.IsingTask": Spec(bench.IsingTask, lambda dt: dict(_ISING), {
+        **{k: v for k, v in _SETTINGS.items() if k != "hidden"}, "batch_size": COUNT + " huge", "side": COUNT,
+        "sigma": "nan inf str", "n_data": COUNT, "sweeps": COUNT, "l1": "negative nan inf str"}),
+    "ebmlib.bench.DigitsTask": Spec(bench.DigitsTask, lambda dt: dict(_DIGITS), {
+        **_SETTINGS, "batch_size": COUNT + " huge", "ais_steps": COUNT, "ais_chains": COUNT}),
+    "ebmlib.bench.GridDensityTask": Spec(bench.GridDensityTask, lambda dt: dict(_GRID), {
+        **_SETTINGS, "density": "choice", "n_grid": COUNT, "gaussian_sigma": STEP}),
+    "ebmlib.bench.MixtureTask": Spec(bench.MixtureTask, lambda dt: dict(_MIXTURE), {
+        **_SETTINGS, "dim": COUNT, "n_eval": COUNT, "gaussian_sigma": STEP}),
+    **{f"ebmlib.bench.{owner}.init_states": Spec(lambda n, cls=cls: _task(cls).init_states(n), lambda dt: dict(n=3),
+                                                 {"n": COUNT})
+       for owner, cls in (("BinaryTask", "ExactCodeTask"), ("DigitsTask", "DigitsTask"),
+                          ("ContinuousTask", "MixtureTask"))},
+    # evaluations take the trained energy module; NaN energies raise inside the metrics (the runner marks the
+    # run diverged), so the corruption here is an object that is not an energy module
+    **{f"ebmlib.bench.{cls}.evaluate": Spec(lambda energy, cls=cls: _task(cls).evaluate(energy),
+                                            lambda dt, cls=cls: dict(energy=_task(cls).make_energy()),
+                                            {"energy": "object"})
+       for cls in _TASKS},
+    "ebmlib.bench.CodedToyTask.grid_nll": Spec(lambda energy, lim: _task("CodedToyTask").grid_nll(energy, lim),
+                                               lambda dt: dict(energy=_task("CodedToyTask").make_energy(), lim=4.0),
+                                               {"energy": "object", "lim": STEP}),
+    "ebmlib.bench.IsingTask.penalty": Spec(lambda energy: _task("IsingTask").penalty(energy),
+                                           lambda dt: dict(energy=_task("IsingTask").make_energy()),
+                                           {"energy": "object"}),
+    "ebmlib.bench.GridDensityTask.log_prob": Spec(lambda x: _task("GridDensityTask").log_prob(x),
+                                                  lambda dt: dict(x=torch.randn(4, 2, dtype=dt)),
+                                                  {"x": "nan inf ndim flat cols int list"}),
+    "ebmlib.bench.tilted_mlp": Spec(bench.tilted_mlp, lambda dt: dict(dim=2, hidden=4, base_std=1.0, device="cpu"),
+                                    {"dim": COUNT, "hidden": COUNT, "base_std": STEP, "device": "choice"}),
+    "ebmlib.bench.make_task": Spec(lambda name, scale, device: bench.make_task(name, scale, device=device, n_bits=3),
+                                   lambda dt: dict(name="gray16", scale="ci", device="cpu"),
+                                   {"name": "choice", "scale": "choice", "device": "choice"}),
+    "ebmlib.bench.Training": Spec(bench.Training, lambda dt: dict(loss_fn=L.ratio_matching, lr=1e-3),
+                                  {"loss_fn": "notcallable", "lr": STEP}),
+    "ebmlib.bench.Method": Spec(bench.Method, lambda dt: dict(
+        name="RM2", kind="binary", family="ratio matching", chapter=1, needs_mcmc=False, step="all neighbours",
+        build=lambda task, energy: bench.Training(L.ratio_matching)),
+        {"name": "none", "kind": "choice", "chapter": "negative frac str", "needs_mcmc": "str",
+         "build": "notcallable"}),
+    "ebmlib.bench.methods_for": Spec(bench.methods_for, lambda dt: dict(task=_task()), {"task": "object"}),
+    "ebmlib.bench.Budget": Spec(lambda iterations, n_checkpoints: bench.Budget(iterations=iterations,
+                                                                               n_checkpoints=n_checkpoints),
+                                lambda dt: dict(iterations=4, n_checkpoints=2), {"iterations": COUNT,
+                                                                                 "n_checkpoints": COUNT}),
+    "ebmlib.bench.Budget[seconds]": Spec(lambda seconds: bench.Budget(seconds=seconds), lambda dt: dict(seconds=1.0),
+                                         {"seconds": STEP}),
+    "ebmlib.bench.start_run": Spec(bench.start_run, lambda dt: dict(task=_task(), method=bench.METHODS["RM"], seed=0,
+                                                                    ema_decay=0.9),
+                                   {"task": "object", "method": "object choice", "seed": "negative frac str",
+                                    "ema_decay": PROB}),
+    "ebmlib.bench.advance": Spec(bench.advance, lambda dt: dict(run=bench.start_run(_task(), bench.METHODS["RM"], 0),
+                                                                n_iters=1),
+                                 {"run": "object", "n_iters": COUNT}),
+    "ebmlib.bench.evaluate": Spec(bench.evaluate, lambda dt: dict(run=bench.start_run(_task(), bench.METHODS["RM"], 0),
+                                                                  checkpoint=0),
+                                  {"run": "object", "checkpoint": "negative frac str"}),
+    "ebmlib.bench.run_method": Spec(bench.run_method, lambda dt: dict(
+        task=_task(), method="RM", seed=0, budget=bench.Budget(iterations=1, n_checkpoints=1), ema_decay=0.9),
+        {"task": "object", "method": "choice object", "seed": "negative frac str", "budget": "object",
+         "ema_decay": PROB}),
+    "ebmlib.bench.compare_methods": Spec(bench.compare_methods, lambda dt: dict(
+        task=_task(), methods=["RM"], seeds=[0], budget=bench.Budget(iterations=1, n_checkpoints=1), ema_decay=0.9,
+        progress=False),
+        {"task": "object", "methods": "empty seqstr", "seeds": "empty seqneg seqstr", "budget": "object",
+         "ema_decay": PROB}),
+    "ebmlib.bench.profile_methods": Spec(bench.profile_methods, lambda dt: dict(task=_task(), methods=["RM"],
+                                                                                repeats=1),
+                                         {"task": "object", "methods": "empty seqstr", "repeats": COUNT}),
+    "ebmlib.bench.write_csv": Spec(bench.write_csv, lambda dt: dict(rows=_rows_table(), path=_tmp("out.csv")),
+                                   {"rows": "seqstr object", "path": "none"}),
+    "ebmlib.bench.read_csv": Spec(bench.read_csv, _csv, {"path": "none"}),
+    "ebmlib.bench.anytime": Spec(bench.anytime, lambda dt: dict(rows=_rows_table(), metric="kl"),
+                                 {"rows": "empty seqstr object", "metric": "choice none"}),
+    **{f"ebmlib.bench.{name}": Spec(getattr(bench, name), lambda dt: dict(rows=_rows_table(), metric="kl",
+                                                                          checkpoint=-1),
+                                    {"rows": "empty seqstr object", "metric": "choice none",
+                                     "checkpoint": "huge frac str"})
+       for name in ("equal_budget", "which_method")},
+    "ebmlib.bench.plot_anytime": Spec(bench.plot_anytime, lambda dt: dict(
+        ax=_axes(), rows=_rows_table(), metric="kl", methods=["A"], title="t", logy=True),
+        {"ax": "object", "rows": "empty seqstr object", "metric": "choice none", "methods": "empty seqstr",
+         "logy": "str"}),
+    "ebmlib.bench.fit_ising": Spec(lambda loss_fn, data, coupling, n_iters, lr, l1, batch_size, n_records:
+                                   bench.fit_ising(loss_fn, data, coupling, n_iters=n_iters, lr=lr, l1=l1,
+                                                   batch_size=batch_size, n_records=n_records),
+                                   _ising_fit_args,
+                                   {"loss_fn": "notcallable", "data": "nan ndim flat int binary list",
+                                    "coupling": "nan inf ndim cols int list", "n_iters": COUNT, "lr": STEP,
+                                    "l1": "negative nan inf str", "batch_size": COUNT + " huge",
+                                    "n_records": COUNT}),
+})
+
+
 EXCLUDED = {
     # validators: raising ValueError naming the argument they are given is their whole job
     **{f"ebmlib.utils.{n}": "validator" for n in ("check_int", "check_positive", "check_real", "check_float_dtype",
@@ -643,11 +854,22 @@ EXCLUDED = {
     "ebmlib.data.load_adult": "file reader",
     # the command line: argparse reports bad arguments and exits with status 2, the convention of CLIs
     "ebmlib.bench.main": "command line",
+    "ebmlib.bench.check_energy": "validator", "ebmlib.bench.check_task": "validator",
+    "ebmlib.metrics.PointCode": "protocol", "ebmlib.metrics.PointCode.encode": "protocol",
+    "ebmlib.report.Claim": "result container, built by Claims.add (which checks its fields)",
+    "ebmlib.bench.IsingFit": "result container", "ebmlib.bench.Run": "state container, built by start_run",
+    # bases of the tasks: their constructor is Task's (surveyed), each concrete task is surveyed
+    "ebmlib.bench.BinaryTask": "base class (Task's constructor)",
+    "ebmlib.bench.ContinuousTask": "base class (Task's constructor)",
+    # the base class's placeholders: each task's own methods are surveyed
+    "ebmlib.bench.Task.evaluate": "abstract method", "ebmlib.bench.Task.init_states": "abstract method",
+    "ebmlib.bench.Task.penalty": "the base's default, no penalty for any energy",
 }
 
 # Methods the battery's entries call besides the constructors (tests/test_battery.py).
 BATTERY_METHODS = {
-    "ebmlib.samplers.MWGSampler.__call__", "ebmlib.samplers.JointNoise.__call__", "ebmlib.samplers.ReplayBuffer.sample",
+    "ebmlib.samplers.MWGSampler.__call__", "ebmlib.samplers.GWGBinarySampler.__call__",
+    "ebmlib.samplers.JointNoise.__call__", "ebmlib.samplers.ReplayBuffer.sample",
     "ebmlib.losses.PersistentContrastiveDivergence.__call__", "ebmlib.losses.EnergyDiscrepancy.__call__",
     "ebmlib.losses.Perturbation.contrast", "ebmlib.losses.GridPerturbation.contrast",
     "ebmlib.losses.MixedPerturbation.contrast", "ebmlib.losses.SelfAdversarialLoss.__call__",

@@ -181,6 +181,21 @@ def target_gwg_binary() -> None:
     _target_binary(lambda x: S.gwg_binary(bit_energy, x, 60)[0])
 
 
+def target_gwg_binary_sampler() -> None:
+    """Started from exact draws of the enumerated law, 10 moves leave that law (invariance); the states and the
+    kept acceptance rates are :func:`gwg_binary`'s bit for bit under the same seed."""
+    sampler = S.GWGBinarySampler(n_steps=10)
+    assert sampler.acceptance_rate is None
+    x0 = exact_bits(N)
+    torch.manual_seed(7)
+    x = sampler(bit_energy, x0)
+    assert_law(bit_index(x), BIT_PROBS)
+    torch.manual_seed(7)
+    expected, rate = S.gwg_binary(bit_energy, x0, 10)
+    assert torch.equal(x, expected) and torch.equal(sampler.acceptance_rate, rate)
+    assert sampler.acceptance_rate.shape == (N,)
+
+
 def target_gibbs_within_nodes() -> None:
     """Graphs on 3 nodes have the 3 bits of the binary target; graphs on 2 nodes only bit (0, 1), whose
     conditional given the other two bits at 0 is a Bernoulli."""
@@ -314,6 +329,26 @@ def target_langevin() -> None:
         noise = kwargs.get("noise_scale", math.sqrt(0.2)) ** 2
         assert_gaussian(x, *ula_moments(0.0, MU, S2, 0.1, 12, temperature=kwargs.get("temperature", 1.0),
                                         noise_var=noise))
+
+
+def target_langevin_trajectory() -> None:
+    """Every recorded step ``t`` has the exact law of ULA on ``N(μ, s²)`` after ``t`` steps, and under one seed
+    the trajectory equals the states of ``t`` successive one-step calls of :func:`langevin` bit for bit."""
+    x0 = torch.zeros(N, 2, dtype=F64)
+    states = S.langevin_trajectory(gauss_energy, x0, n_steps=12, step_size=0.1, temperature=2.0,
+                                   record_steps=[3, 12])
+    assert states.shape == (2, N, 2)
+    for row, t in zip(states, (3, 12)):
+        assert_gaussian(row, *ula_moments(0.0, MU, S2, 0.1, t, temperature=2.0))
+    torch.manual_seed(3)
+    every = S.langevin_trajectory(gauss_energy, x0[:50], n_steps=4, step_size=0.1, noise_scale=0.3,
+                                  clamp=(-1.0, 1.0))
+    torch.manual_seed(3)
+    x, expected = x0[:50], []
+    for _ in range(4):
+        x = S.langevin(gauss_energy, x, n_steps=1, step_size=0.1, noise_scale=0.3, clamp=(-1.0, 1.0))
+        expected.append(x)
+    assert torch.equal(every, torch.stack(expected))
 
 
 def _centred_draws(n: int = N) -> Tensor:
@@ -1032,6 +1067,11 @@ REGISTRY: dict[str, Entry] = {
         Spec(S.gwg_binary, lambda dt: dict(energy_fn=bit_energy, x=_bits(dt), n_steps=3),
              {"energy_fn": EFN, "x": "nan inf ndim flat int binary list", "n_steps": COUNT}),
         target_gwg_binary, steps="n_steps"),
+    "GWGBinarySampler": Entry(
+        Spec(lambda energy_fn, x, n_steps: S.GWGBinarySampler(n_steps)(energy_fn, x),
+             lambda dt: dict(energy_fn=bit_energy, x=_bits(dt), n_steps=3),
+             {"energy_fn": EFN, "x": "nan inf ndim flat int binary list", "n_steps": COUNT}),
+        target_gwg_binary_sampler, steps="n_steps"),
     "gibbs_within_nodes": Entry(
         Spec(S.gibbs_within_nodes,
              lambda dt: dict(energy_fn=bit_energy, x=torch.zeros(6, 3, dtype=dt), node_counts=torch.tensor([2, 3] * 3),
@@ -1066,6 +1106,14 @@ REGISTRY: dict[str, Entry] = {
              {"energy_fn": EFN, "x": "nan inf int list", "n_steps": COUNT, "step_size": STEP, "temperature": STEP,
               "noise_scale": "negative nan inf str", "clamp": "reversed seqstr"}),
         target_langevin, steps="n_steps"),
+    "langevin_trajectory": Entry(
+        Spec(S.langevin_trajectory,
+             lambda dt: dict(energy_fn=gauss_energy, x=torch.randn(6, 2, dtype=dt), n_steps=3, step_size=0.1,
+                             temperature=1.0, noise_scale=0.2, clamp=(-3.0, 3.0), record_steps=[1, 3]),
+             {"energy_fn": EFN, "x": "nan inf int list", "n_steps": COUNT, "step_size": STEP, "temperature": STEP,
+              "noise_scale": "negative nan inf str", "clamp": "reversed seqstr",
+              "record_steps": "empty seqneg seqstr"}),
+        target_langevin_trajectory, steps="n_steps"),
     "mala": Entry(
         Spec(S.mala,
              lambda dt: dict(energy_fn=gauss_energy, x=torch.randn(6, 2, dtype=dt), n_steps=3, step_size=0.1,

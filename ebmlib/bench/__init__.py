@@ -18,6 +18,8 @@ and ``python -m ebmlib.bench rmwggis``.
 from ebmlib.bench.base import (
     TASK_KINDS,
     Task,
+    check_energy,
+    check_task,
 )
 from ebmlib.bench.cli import (
     main,
@@ -80,6 +82,8 @@ from ebmlib.bench.tasks import (
 __all__ = [
     "TASK_KINDS",
     "Task",
+    "check_energy",
+    "check_task",
     "BinaryTask",
     "ExactCodeTask",
     "CodedToyTask",

@@ -4,9 +4,12 @@ an exact (or gold-standard) value, so that methods are compared on the truth rat
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from ebmlib.utils import check_device, check_int, check_positive
 
 TASK_KINDS = ("binary", "continuous")
 """Event spaces of :class:`~ebmlib.bench.Task`: bits ``{0, 1}^dim`` stored as floats, or ``R^dim``."""
@@ -50,6 +53,13 @@ class Task:
     batch_size: int = 128
     grad_clip: float | None = None
 
+    def __init__(self, name: str, *, lr: float, batch_size: int, device: torch.device | str) -> None:
+        """Check and set the settings every task has; each task class calls this first."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        self.name, self.device = name, check_device(device)
+        self.lr, self.batch_size = check_positive(lr, "lr"), check_int(batch_size, "batch_size", minimum=1)
+
     def make_energy(self) -> nn.Module:
         """A freshly initialised energy ``(B, dim) -> (B,)`` on ``device``."""
         raise NotImplementedError
@@ -69,3 +79,24 @@ class Task:
     def penalty(self, energy: nn.Module) -> Tensor | None:
         """A regulariser added to every method's loss (e.g. an ℓ1 penalty on couplings), or ``None``."""
         return None
+
+
+def check_energy(energy: Any, name: str = "energy", *, attributes: tuple[str, ...] = ()) -> nn.Module:
+    """Return ``energy`` if it is a :class:`torch.nn.Module` with every attribute in ``attributes`` (what the
+    tasks' evaluations take); raise ``ValueError`` naming ``name`` otherwise."""
+    if not isinstance(energy, nn.Module):
+        raise ValueError(f"{name} must be an energy torch.nn.Module, got {type(energy).__name__}")
+    missing = [a for a in attributes if not hasattr(energy, a)]
+    if missing:
+        raise ValueError(f"{name} must have {', '.join(attributes)}; {type(energy).__name__} lacks {missing[0]}")
+    return energy
+
+
+def check_task(task: Any, name: str = "task") -> Task:
+    """Return ``task`` if it has what a :class:`Task` has (a subclass, or any object with its attributes, such as
+    a wrapper); raise ``ValueError`` naming ``name`` otherwise."""
+    needed = ("name", "kind", "dim", "device", "make_energy", "batches", "evaluate", "init_states", "penalty")
+    missing = [a for a in needed if not hasattr(task, a)]
+    if missing:
+        raise ValueError(f"{name} must be a Task (see make_task); {type(task).__name__} lacks {missing[0]}")
+    return task

@@ -9,17 +9,18 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ebmlib.bench.base import Task
+from ebmlib.bench.base import Task, check_energy
 from ebmlib.data import GaussianMixture, Rings, paper_mixture, sample_toy, toy_log_prob, toy_mode_centres
 from ebmlib.metrics import mode_weights
 from ebmlib.nets import MLPEnergy, TiltedEnergy
-from ebmlib.utils import grid_2d, grid_log_density
+from ebmlib.utils import check_device, check_int, check_positive, grid_2d, grid_log_density
 
 
 def tilted_mlp(dim: int, hidden: int, base_std: float, device: torch.device) -> TiltedEnergy:
     """The energy every continuous method trains: ``U(x) = MLP(x) - log N(x; 0, σ² I)``, the MLP's output layer
     zero, so that ``U`` starts as the Gaussian base (integrable from the first step, as flowMC-EBM needs)."""
-    net = MLPEnergy(dim, hidden=hidden, depth=3)
+    device = check_device(device)
+    net = MLPEnergy(check_int(dim, "dim", minimum=1), hidden=hidden, depth=3)
     nn.init.zeros_(net.mlp.net[-1].weight)
     nn.init.zeros_(net.mlp.net[-1].bias)
     return TiltedEnergy(net, dim, base_std).to(device)
@@ -41,6 +42,7 @@ class ContinuousTask(Task):
 
     def init_states(self, n: int) -> Tensor:
         """Uniform on ``[-box, box]^dim`` in 2D; the Gaussian base in higher dimensions (chapter 4's choice)."""
+        check_int(n, "n", minimum=1)
         if self.dim == 2:
             return self.box * (2 * torch.rand(n, 2, device=self.device) - 1)
         return self.base_std * torch.randn(n, self.dim, device=self.device)
@@ -68,9 +70,10 @@ class GridDensityTask(ContinuousTask):
                  device: torch.device | str = "cpu") -> None:
         if density not in _GRID_DENSITIES:
             raise ValueError(f"density must be one of {_GRID_DENSITIES}, got {density!r}")
-        self.name, self.density, self.device = name, density, torch.device(device)
-        self.dim, self.hidden, self.lr, self.batch_size, self.n_grid = 2, hidden, lr, batch_size, n_grid
-        self.gaussian_sigma = gaussian_sigma
+        super().__init__(name, lr=lr, batch_size=batch_size, device=device)
+        self.density, self.dim, self.hidden = density, 2, check_int(hidden, "hidden", minimum=1)
+        self.n_grid, self.gaussian_sigma = check_int(n_grid, "n_grid", minimum=2), check_positive(gaussian_sigma,
+                                                                                                 "gaussian_sigma")
         self.target = Rings() if density == "rings" else paper_mixture(density) if density == "four_modes" else None
         self.lim = 5.0 if density == "rings" else 4.5
         self.box = self.lim
@@ -99,7 +102,7 @@ class GridDensityTask(ContinuousTask):
         return lambda: self._sample(self.batch_size).to(self.device)
 
     def evaluate(self, energy: nn.Module) -> dict[str, float]:
-        log_q = grid_log_density(energy, self.lim, self.n_grid).reshape(-1).double()
+        log_q = grid_log_density(check_energy(energy), self.lim, self.n_grid).reshape(-1).double()
         log_q = log_q - torch.logsumexp(log_q, 0)
         p = self.cell_probs
         kl = torch.where(p > 0, p * (p.log() - log_q), torch.zeros_like(p)).sum()
@@ -130,13 +133,14 @@ class MixtureTask(ContinuousTask):
 
     def __init__(self, name: str, *, dim: int = 16, hidden: int = 128, lr: float = 3e-3, batch_size: int = 128,
                  n_eval: int = 20_000, gaussian_sigma: float = 0.3, device: torch.device | str = "cpu") -> None:
-        self.name, self.device = name, torch.device(device)
+        super().__init__(name, lr=lr, batch_size=batch_size, device=device)
         self.target: GaussianMixture = paper_mixture("high_dim", dim=dim)
-        self.dim, self.hidden, self.lr, self.batch_size = dim, hidden, lr, batch_size
-        self.gaussian_sigma, self.base_std = gaussian_sigma, self.target.max_marginal_std()
+        self.dim, self.hidden = dim, check_int(hidden, "hidden", minimum=1)
+        self.gaussian_sigma = check_positive(gaussian_sigma, "gaussian_sigma")
+        self.base_std = self.target.max_marginal_std()
         self.description = f"4 Gaussians in {dim} dimensions, equal weights"
         generator = torch.Generator().manual_seed(4)
-        per_mode = max(n_eval // 8, 1)
+        per_mode = max(check_int(n_eval, "n_eval", minimum=1) // 8, 1)
         # The sign changes x -> -x and (first half) -> -(first half) permute the four means; every draw enters
         # with its three images, so a model with the target's symmetries gets exactly equal mode weights.
         half = torch.cat([-torch.ones(dim // 2), torch.ones(dim - dim // 2)])
@@ -160,6 +164,7 @@ class MixtureTask(ContinuousTask):
         return lambda: self.target.sample(self.batch_size)[0].to(self.device)
 
     def evaluate(self, energy: nn.Module) -> dict[str, float]:
+        check_energy(energy)
         with torch.no_grad():
             energies = torch.cat([energy(chunk) for chunk in self.eval_points.split(8192)]).double()
         log_r = -energies - self.eval_log_q

@@ -9,13 +9,24 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ebmlib.bench.base import Task
-from ebmlib.data import GrayCode, IsingLattice, all_binary_states, load_digits_levels, sample_toy, toy_code_probs
+from ebmlib.bench.base import Task, check_energy
+from ebmlib.data import (
+    MAX_ENUMERATION_DIM,
+    TOY_NAMES,
+    GrayCode,
+    IsingLattice,
+    all_binary_states,
+    load_digits_levels,
+    sample_toy,
+    toy_code_probs,
+)
 from ebmlib.metrics import ais_log_partition, enumerated_log_probs, log_rmse, mmd_hamming
-from ebmlib.nets import IsingEnergy, MLPEnergy
+from ebmlib.nets import BernoulliTiltedEnergy, IsingEnergy, MLPEnergy
 from ebmlib.samplers import gibbs_binary
 from ebmlib.train import tensor_batches
-from ebmlib.utils import check_int, grid_2d
+from ebmlib.utils import check_int, check_positive, grid_2d
+
+_CELL_MASS_TOYS = ("8gaussians", "9gaussians", "checkerboard")  # the toys of toy_code_probs
 
 
 def _uniform_bits(n: int, dim: int, device: torch.device) -> Tensor:
@@ -38,7 +49,7 @@ class BinaryTask(Task):
     bernoulli_epsilon = 0.1
 
     def init_states(self, n: int) -> Tensor:
-        return _uniform_bits(n, self.dim, self.device)
+        return _uniform_bits(check_int(n, "n", minimum=1), self.dim, self.device)
 
 
 class ExactCodeTask(BinaryTask):
@@ -55,9 +66,14 @@ class ExactCodeTask(BinaryTask):
 
     def __init__(self, name: str, *, toy: str = "8gaussians", n_bits: int = 8, hidden: int = 64, lr: float = 2e-3,
                  batch_size: int = 128, device: torch.device | str = "cpu") -> None:
-        self.name, self.device = name, torch.device(device)
+        super().__init__(name, lr=lr, batch_size=batch_size, device=device)
+        if toy not in _CELL_MASS_TOYS:
+            raise ValueError(f"toy must be one of {_CELL_MASS_TOYS} (closed-form cell masses), got {toy!r}")
+        if check_int(n_bits, "n_bits", minimum=1) > MAX_ENUMERATION_DIM // 2:
+            raise ValueError(f"n_bits must be <= {MAX_ENUMERATION_DIM // 2} (2 · n_bits bits are enumerated), "
+                             f"got {n_bits}")
         self.code = _reference_code(toy, n_bits)
-        self.dim, self.hidden, self.lr, self.batch_size, self.grad_clip = self.code.dim, hidden, lr, batch_size, 1.0
+        self.dim, self.hidden, self.grad_clip = self.code.dim, check_int(hidden, "hidden", minimum=1), 1.0
         self.description = f"{toy} Gray-coded in {self.dim} bits ({2**self.dim:,} states)"
         self.probs = toy_code_probs(toy, self.code).to(self.device)
         self.states = all_binary_states(self.dim, device=self.device)
@@ -69,7 +85,7 @@ class ExactCodeTask(BinaryTask):
         return lambda: self.states[torch.multinomial(self.probs, self.batch_size, replacement=True)]
 
     def evaluate(self, energy: nn.Module) -> dict[str, float]:
-        log_q = enumerated_log_probs(energy, self.dim, device=self.device)
+        log_q = enumerated_log_probs(check_energy(energy), self.dim, device=self.device)
         p = self.probs
         kl = torch.where(p > 0, p * (p.log() - log_q), torch.zeros_like(p)).sum()
         return {"kl": kl.item(), "tv": 0.5 * (p - log_q.exp()).abs().sum().item()}
@@ -94,9 +110,17 @@ class CodedToyTask(BinaryTask):
                  batch_size: int = 128, n_test: int = 2000, n_grid: int = 100, ais_steps: int = 0,
                  ais_chains: int = 100, n_mmd: int = 0, gibbs_sweeps: int = 20,
                  device: torch.device | str = "cpu") -> None:
-        self.name, self.toy, self.device = name, toy, torch.device(device)
-        self.code = _reference_code(toy, n_bits)
-        self.dim, self.hidden, self.lr, self.batch_size, self.grad_clip = self.code.dim, hidden, lr, batch_size, 1.0
+        super().__init__(name, lr=lr, batch_size=batch_size, device=device)
+        if toy not in TOY_NAMES:
+            raise ValueError(f"toy must be one of {TOY_NAMES}, got {toy!r}")
+        for key, value, minimum in (("n_test", n_test, 1), ("n_grid", n_grid, 2), ("ais_steps", ais_steps, 0),
+                                    ("ais_chains", ais_chains, 1), ("n_mmd", n_mmd, 0),
+                                    ("gibbs_sweeps", gibbs_sweeps, 1)):
+            check_int(value, key, minimum=minimum)
+        if n_mmd > n_test:
+            raise ValueError(f"n_mmd must be <= n_test={n_test} (samples are compared with test codes), got {n_mmd}")
+        self.toy, self.code = toy, _reference_code(toy, n_bits)
+        self.dim, self.hidden, self.grad_clip = self.code.dim, check_int(hidden, "hidden", minimum=1), 1.0
         self.primary = "ais_nll" if ais_steps else "grid_nll"
         self.description = f"{toy} Gray-coded in {self.dim} bits"
         test = sample_toy(toy, n_test, generator=_fixed_generator(1)).to(self.device)
@@ -114,6 +138,7 @@ class CodedToyTask(BinaryTask):
 
     def grid_nll(self, energy: nn.Module, lim: float = 4.0) -> float:
         """``grid_nll`` of the class docstring."""
+        check_energy(energy)
         points, _ = grid_2d(lim, self.n_grid, device=self.device)
         inside = points.clamp(-self.code.f_scale, self.code.f_scale)
         with torch.no_grad():
@@ -123,7 +148,7 @@ class CodedToyTask(BinaryTask):
         return -(log_p[cell[:, 1], cell[:, 0]].mean() + 2 * math.log(self.n_grid)).item()
 
     def evaluate(self, energy: nn.Module) -> dict[str, float]:
-        metrics = {"grid_nll": self.grid_nll(energy)}
+        metrics = {"grid_nll": self.grid_nll(check_energy(energy))}
         if self.ais_steps:
             log_z = ais_log_partition(energy, self.base_probs, n_chains=self.ais_chains, n_steps=self.ais_steps)
             with torch.no_grad():
@@ -148,9 +173,12 @@ class IsingTask(BinaryTask):
 
     def __init__(self, name: str, *, side: int = 10, sigma: float = 0.25, n_data: int = 2000, sweeps: int = 300,
                  l1: float = 1e-3, lr: float = 3e-3, batch_size: int = 100, device: torch.device | str = "cpu") -> None:
-        self.name, self.device = name, torch.device(device)
+        super().__init__(name, lr=lr, batch_size=batch_size, device=device)
         self.lattice = IsingLattice(check_int(side, "side", minimum=3), sigma)
-        self.dim, self.l1, self.lr, self.batch_size = self.lattice.dim, l1, lr, batch_size
+        check_int(sweeps, "sweeps", minimum=1)
+        if batch_size > check_int(n_data, "n_data", minimum=1):
+            raise ValueError(f"batch_size must be <= n_data={n_data}, got {batch_size}")
+        self.dim, self.l1 = self.lattice.dim, 0.0 if l1 == 0 else check_positive(l1, "l1")
         self.description = f"Ising model, {side}×{side} periodic lattice, σ = {sigma} ({self.dim} spins)"
         self.data = self.lattice.sample(n_data, sweeps, generator=_fixed_generator(3), device=self.device)
         self.coupling = self.lattice.J.to(self.device)
@@ -162,30 +190,18 @@ class IsingTask(BinaryTask):
         return tensor_batches(self.data, self.batch_size)
 
     def penalty(self, energy: nn.Module) -> Tensor:
-        return self.l1 * energy.coupling.abs().sum()
+        return self.l1 * check_energy(energy, attributes=("coupling",)).coupling.abs().sum()
 
     def evaluate(self, energy: nn.Module) -> dict[str, float]:
-        return {"log_rmse": log_rmse(energy.coupling.detach(), self.coupling).item()}
-
-
-class _BernoulliTilted(nn.Module):
-    """``E(x) = MLP(x) - log Bern(x; μ)``: an MLP energy on top of the data's factorised Bernoulli base."""
-
-    def __init__(self, net: nn.Module, probs: Tensor) -> None:
-        super().__init__()
-        self.net = net
-        self.register_buffer("log_p1", probs.log())
-        self.register_buffer("log_p0", torch.log1p(-probs))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x) - (x @ self.log_p1 + (1 - x) @ self.log_p0)
+        coupling = check_energy(energy, attributes=("coupling",)).coupling
+        return {"log_rmse": log_rmse(coupling.detach(), self.coupling).item()}
 
 
 class DigitsTask(BinaryTask):
     """scikit-learn's 8×8 digits binarised at level 8 (64 bits), as in chapter 3; test NLL by AIS (primary).
 
-    The energy is an MLP on top of the Bernoulli base of the clipped training mean, which is also AIS's
-    starting distribution. Chains start from that base.
+    The energy is an MLP on top of the Bernoulli base (:class:`~ebmlib.nets.BernoulliTiltedEnergy`) of the
+    clipped training mean, which is also AIS's starting distribution. Chains start from that base.
     """
 
     primary = "ais_nll"
@@ -194,25 +210,29 @@ class DigitsTask(BinaryTask):
 
     def __init__(self, name: str, *, hidden: int = 128, lr: float = 1e-3, batch_size: int = 100,
                  ais_steps: int = 1000, ais_chains: int = 200, device: torch.device | str = "cpu") -> None:
-        self.name, self.device = name, torch.device(device)
+        super().__init__(name, lr=lr, batch_size=batch_size, device=device)
+        self.dim, self.hidden = 64, check_int(hidden, "hidden", minimum=1)
+        self.ais_steps, self.ais_chains = check_int(ais_steps, "ais_steps", minimum=1), check_int(ais_chains,
+                                                                                               "ais_chains", minimum=1)
         train, _, test, _ = load_digits_levels(test_fraction=0.2, seed=0)
         self.data = (train.flatten(1) >= 8).float().to(self.device)
+        if batch_size > len(self.data):
+            raise ValueError(f"batch_size must be <= {len(self.data)} (the training digits), got {batch_size}")
         self.test = (test.flatten(1) >= 8).float().to(self.device)
         self.base_probs = self.data.mean(0) * 0.98 + 0.01
-        self.dim, self.hidden, self.lr, self.batch_size = 64, hidden, lr, batch_size
-        self.ais_steps, self.ais_chains = ais_steps, ais_chains
         self.description = "8×8 digits binarised (64 bits)"
 
     def make_energy(self) -> nn.Module:
-        return _BernoulliTilted(MLPEnergy(64, hidden=self.hidden, depth=2), self.base_probs).to(self.device)
+        return BernoulliTiltedEnergy(MLPEnergy(64, hidden=self.hidden, depth=2), self.base_probs).to(self.device)
 
     def init_states(self, n: int) -> Tensor:
-        return (torch.rand(n, self.dim, device=self.device) < self.base_probs).float()
+        return (torch.rand(check_int(n, "n", minimum=1), self.dim, device=self.device) < self.base_probs).float()
 
     def batches(self) -> Callable[[], Tensor]:
         return tensor_batches(self.data, self.batch_size)
 
     def evaluate(self, energy: nn.Module) -> dict[str, float]:
-        log_z = ais_log_partition(energy, self.base_probs, n_chains=self.ais_chains, n_steps=self.ais_steps)
+        log_z = ais_log_partition(check_energy(energy), self.base_probs, n_chains=self.ais_chains,
+                                  n_steps=self.ais_steps)
         with torch.no_grad():
             return {"ais_nll": (energy(self.test).double().mean() + log_z).item()}

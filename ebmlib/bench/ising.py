@@ -55,6 +55,8 @@ def fit_ising(loss_fn: LossFn, data: Tensor, coupling: Tensor, *, n_iters: int, 
     progress
         Show a progress bar.
     """
+    if not callable(loss_fn):
+        raise ValueError(f"loss_fn must be callable as loss_fn(model, batch), got {type(loss_fn).__name__}")
     check_tensor(data, "data", ndim=2, floating=True)
     check_binary(data, "data")
     dim = data.shape[1]

@@ -15,7 +15,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from ebmlib.bench.base import Task
+from ebmlib.bench.base import TASK_KINDS, Task, check_task
 from ebmlib.flows import RealNVP
 from ebmlib.losses import (
     BernoulliPerturbation,
@@ -30,7 +30,7 @@ from ebmlib.losses import (
 )
 from ebmlib.samplers import ReplayBuffer, gibbs_random_site, gwg_binary, langevin
 from ebmlib.train import LossFn
-from ebmlib.utils import EnergyFn
+from ebmlib.utils import EnergyFn, check_int, check_positive
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,12 @@ class Training:
 
     loss_fn: LossFn
     lr: float | None = None
+
+    def __post_init__(self) -> None:
+        if not callable(self.loss_fn):
+            raise ValueError(f"loss_fn must be callable as loss_fn(model, batch), got {type(self.loss_fn).__name__}")
+        if self.lr is not None:
+            check_positive(self.lr, "lr")
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,18 @@ class Method:
     needs_mcmc: bool
     step: str
     build: Callable[[Task, nn.Module], Training]
+
+    def __post_init__(self) -> None:
+        for key in ("name", "family", "step"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise ValueError(f"{key} must be a non-empty string, got {getattr(self, key)!r}")
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"kind must be one of {TASK_KINDS}, got {self.kind!r}")
+        check_int(self.chapter, "chapter", minimum=0)
+        if not isinstance(self.needs_mcmc, bool):
+            raise ValueError(f"needs_mcmc must be a bool, got {self.needs_mcmc!r}")
+        if not callable(self.build):
+            raise ValueError(f"build must be callable as build(task, energy), got {type(self.build).__name__}")
 
 
 def _gwg_states(energy_fn: EnergyFn, x: Tensor, n_steps: int) -> Tensor:
@@ -186,4 +204,4 @@ METHODS: dict[str, Method] = {m.name: m for m in (*_binary_methods(), *_continuo
 
 def methods_for(task: Task) -> list[str]:
     """Names of the methods of :data:`~ebmlib.bench.METHODS` that apply to ``task`` (its kind), in order."""
-    return [name for name, method in METHODS.items() if method.kind == task.kind]
+    return [name for name, method in METHODS.items() if method.kind == check_task(task).kind]

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from ebmlib.bench.base import Task
+from ebmlib.bench.base import Task, check_task
 from ebmlib.bench.methods import METHODS, Method
 from ebmlib.train import LossFn, fit
 from ebmlib.utils import check_int, check_positive, check_probability, measure, seed_everything
@@ -90,12 +90,44 @@ class Run:
         return self.energy if self.ema is None else self.ema.module
 
 
-def start_run(task: Task, method: Method, seed: int, *, ema_decay: float | None = 0.99) -> Run:
+def _check_method(method: Any) -> Method:
+    """A :class:`Method` or the name of one in :data:`METHODS`."""
+    if isinstance(method, str) and method in METHODS:
+        return METHODS[method]
+    if not isinstance(method, Method):
+        raise ValueError(f"method must be a Method or one of {sorted(METHODS)}, got {method!r}")
+    return method
+
+
+def _check_methods(methods: Any) -> list[str]:
+    if isinstance(methods, str) or not isinstance(methods, Sequence) or not methods:
+        raise ValueError(f"methods must be a non-empty sequence of method names, got {methods!r}")
+    unknown = [name for name in methods if name not in METHODS]
+    if unknown:
+        raise ValueError(f"methods: unknown {unknown}; choose from {sorted(METHODS)}")
+    return list(methods)
+
+
+def _check_run(run: Any) -> Run:
+    if not isinstance(run, Run):
+        raise ValueError(f"run must be a Run (see start_run), got {type(run).__name__}")
+    return run
+
+
+def _check_budget(budget: Any) -> Budget:
+    if not isinstance(budget, Budget):
+        raise ValueError(f"budget must be a Budget, got {type(budget).__name__}")
+    return budget
+
+
+def start_run(task: Task, method: Method | str, seed: int, *, ema_decay: float | None = 0.99) -> Run:
     """Seed everything with ``seed``, then build the energy, the method's loss, Adam and the EMA.
+
+    ``method`` is a :class:`~ebmlib.bench.Method` or its name in :data:`~ebmlib.bench.METHODS`.
 
     The learning rate is the method's own if it has one (:class:`~ebmlib.bench.Training`), else the task's.
     """
-    if method.kind != task.kind:
+    if _check_method(method).kind != check_task(task).kind:
         raise ValueError(f"method {method.name!r} is for {method.kind} tasks, task {task.name!r} is {task.kind}")
     seed_everything(check_int(seed, "seed", minimum=0))
     energy = task.make_energy()
@@ -147,6 +179,7 @@ def advance(run: Run, n_iters: int) -> None:
     A non-finite loss, energy or gradient (``fit`` and the samplers raise) marks the run ``"diverged"``; any
     other error propagates.
     """
+    _check_run(run)
     check_int(n_iters, "n_iters", minimum=1)
     callback = None if run.ema is None else (lambda _iteration, model: run.ema.update_parameters(model))
     _restore_rng(run)
@@ -167,6 +200,8 @@ def advance(run: Run, n_iters: int) -> None:
 def evaluate(run: Run, checkpoint: int) -> list[dict[str, Any]]:
     """Rows of the tidy table for ``run`` now; the task's metrics are computed under their own seed, so
     evaluating never changes what the run draws next. A diverged run gets NaN values."""
+    _check_run(run)
+    check_int(checkpoint, "checkpoint", minimum=0)
     base = {"task": run.task.name, "method": run.method.name, "seed": run.seed, "checkpoint": checkpoint,
             "iteration": run.iteration, "seconds": run.seconds}
     metrics: dict[str, float] = {}
@@ -205,7 +240,8 @@ def run_method(task: Task, method: Method | str, seed: int, budget: Budget, *,
     with ``status="diverged"`` at every remaining checkpoint. Only the time spent in :func:`ebmlib.train.fit`
     counts towards a wall-clock budget; evaluation is not timed.
     """
-    run = start_run(task, METHODS[method] if isinstance(method, str) else method, seed, ema_decay=ema_decay)
+    _check_budget(budget)
+    run = start_run(task, _check_method(method), seed, ema_decay=ema_decay)
     progress = (lambda: run.seconds) if budget.seconds is not None else (lambda: run.iteration)
     for checkpoint, target in enumerate(budget.checkpoints()):
         while run.status == "ok" and progress() < target:
@@ -221,9 +257,12 @@ def compare_methods(task: Task, methods: Sequence[str], seeds: Sequence[int], bu
     Every (method, seed) run starts from :func:`ebmlib.utils.seed_everything` of its seed, so its rows do not
     depend on which other pairs run, or in which order.
     """
-    unknown = [name for name in methods if name not in METHODS]
-    if unknown:
-        raise ValueError(f"methods: unknown {unknown}; choose from {sorted(METHODS)}")
+    check_task(task)
+    methods, budget = _check_methods(methods), _check_budget(budget)
+    if isinstance(seeds, str) or not isinstance(seeds, Sequence) or not seeds:
+        raise ValueError(f"seeds must be a non-empty sequence of integers, got {seeds!r}")
+    for i, seed in enumerate(seeds):
+        check_int(seed, f"seeds[{i}]", minimum=0)
     pairs = [(name, seed) for name in methods for seed in seeds]
     rows: list[dict[str, Any]] = []
     for name, seed in tqdm(pairs, desc=task.name, disable=not progress):
@@ -237,8 +276,9 @@ def profile_methods(task: Task, methods: Sequence[str], *, repeats: int = 3) -> 
     Rows with ``task``, ``method``, ``ms_per_step`` and ``peak_mib``; the step is one iteration of
     :func:`ebmlib.train.fit` (sampling, loss, backward and Adam), after one warm-up step.
     """
+    check_task(task)
     rows = []
-    for name in methods:
+    for name in _check_methods(methods):
         run = start_run(task, METHODS[name], 0, ema_decay=None)
         result = measure(partial(advance, run, 1), task.device, repeats=repeats)
         rows.append({"task": task.name, "method": name, "ms_per_step": 1e3 * result.seconds,

@@ -15,13 +15,31 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from ebmlib.bench.runner import ROW_KEYS
+from ebmlib.utils import check_int
 
 _TYPES = {"seed": int, "checkpoint": int, "iteration": int, "seconds": float, "value": float}
 
 
+def _check_rows(rows: Any, *, allow_empty: bool = False) -> Sequence[dict[str, Any]]:
+    """Tidy rows: a sequence of dicts with the keys :data:`~ebmlib.bench.ROW_KEYS`."""
+    if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence) or not (rows or allow_empty):
+        raise ValueError(f"rows must be a non-empty sequence of dicts (compare_methods' table), got {rows!r}"[:200])
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not set(ROW_KEYS) <= set(row):
+            raise ValueError(f"rows[{i}] must be a dict with the keys {ROW_KEYS}, got {row!r}"[:200])
+    return rows
+
+
+def _check_path(path: Any) -> Path:
+    if not isinstance(path, (str, Path)):
+        raise ValueError(f"path must be a str or pathlib.Path, got {type(path).__name__}")
+    return Path(path)
+
+
 def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Write tidy rows (:data:`~ebmlib.bench.ROW_KEYS`) to ``path`` (folders created); returns the path."""
-    path = Path(path)
+    _check_rows(rows, allow_empty=True)
+    path = _check_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=ROW_KEYS, extrasaction="raise")
@@ -32,11 +50,14 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 
 def read_csv(path: str | Path) -> list[dict[str, Any]]:
     """Rows written by :func:`~ebmlib.bench.write_csv`, with numbers parsed back."""
-    with Path(path).open(newline="") as handle:
+    with _check_path(path).open(newline="") as handle:
         return [{k: _TYPES.get(k, str)(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
 def _select(rows: Sequence[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    _check_rows(rows)
+    if not isinstance(metric, str):
+        raise ValueError(f"metric must be a metric's name, got {metric!r}")
     chosen = [r for r in rows if r["metric"] == metric]
     if not chosen:
         raise ValueError(f"metric: no rows for {metric!r}; the table has {sorted({r['metric'] for r in rows})}")
@@ -77,6 +98,7 @@ def equal_budget(rows: Sequence[dict[str, Any]], metric: str, *, checkpoint: int
     """The methods compared at one checkpoint (default the last, i.e. the full budget), best mean first.
 
     Methods that diverged in every seed come last."""
+    check_int(checkpoint, "checkpoint")
     curves = anytime(rows, metric)
     last = max(c["checkpoint"] for c in curves)
     wanted = last + 1 + checkpoint if checkpoint < 0 else checkpoint
@@ -112,8 +134,15 @@ def plot_anytime(ax: Axes, rows: Sequence[dict[str, Any]], metric: str, *, metho
                  title: str | None = None, logy: bool = False) -> Figure:
     """Anytime curves: ``metric`` against training seconds (log axis), the mean over seeds as a line with
     markers, the range over seeds shaded. A curve stops where a seed diverged (marked ×)."""
+    if not isinstance(ax, Axes):
+        raise ValueError(f"ax must be a matplotlib Axes, got {type(ax).__name__}")
     curves = anytime(rows, metric)
-    names = list(dict.fromkeys(c["method"] for c in curves)) if methods is None else list(methods)
+    present = list(dict.fromkeys(c["method"] for c in curves))
+    if methods is not None and (isinstance(methods, str) or not methods or not set(methods) <= set(present)):
+        raise ValueError(f"methods must be a non-empty sequence of methods in the table {present}, got {methods!r}")
+    if not isinstance(logy, bool):
+        raise ValueError(f"logy must be a bool, got {logy!r}")
+    names = present if methods is None else list(methods)
     for name in names:
         points = sorted((c for c in curves if c["method"] == name), key=lambda c: c["checkpoint"])
         ok = [c for c in points if not c["diverged"]]

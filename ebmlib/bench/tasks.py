@@ -15,7 +15,7 @@ from ebmlib.bench.base import Task
 from ebmlib.bench.continuous import GridDensityTask, MixtureTask
 from ebmlib.bench.discrete import CodedToyTask, DigitsTask, ExactCodeTask, IsingTask
 from ebmlib.report import SCALES
-from ebmlib.utils import get_device
+from ebmlib.utils import check_device, get_device
 
 # name -> (task class, fixed keywords, keywords at ci / book / full)
 _CATALOGUE: dict[str, tuple[Callable[..., Task], dict[str, Any], tuple[dict[str, Any], ...]]] = {
@@ -65,4 +65,4 @@ def make_task(name: str, scale: str = "book", *, device: torch.device | str | No
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     cls, fixed, by_scale = _CATALOGUE[name]
     settings = {**fixed, **by_scale[SCALES.index(scale)], **overrides}
-    return cls(name, device=get_device() if device is None else torch.device(device), **settings)
+    return cls(name, device=get_device() if device is None else check_device(device), **settings)

@@ -182,12 +182,13 @@ def num_pairs(max_nodes: int) -> int:
     return max_nodes * (max_nodes - 1) // 2
 
 
-def max_nodes_of_bits(x: Tensor) -> int:
-    """The ``n`` with ``n (n - 1) / 2`` equal to the number of columns of bits ``x`` ``(B, D)``."""
-    check_tensor(x, "x", ndim=2, finite=False)
+def max_nodes_of_bits(x: Tensor, name: str = "x") -> int:
+    """The ``n`` with ``n (n - 1) / 2`` equal to the number of columns of bits ``x`` ``(B, D)``; a ``ValueError``
+    names ``name`` (the caller's argument) otherwise."""
+    check_tensor(x, name, ndim=2, finite=False)
     n = int(round((1 + math.sqrt(1 + 8 * x.shape[1])) / 2))
     if num_pairs(n) != x.shape[1]:
-        raise ValueError(f"x must have n (n - 1) / 2 columns for some n, got {x.shape[1]}")
+        raise ValueError(f"{name} must have n (n - 1) / 2 columns for some n, got {x.shape[1]}")
     return n
 
 

@@ -21,9 +21,9 @@ class PointCode(Protocol):
     def encode(self, points: Tensor, *, dtype: torch.dtype = ...) -> Tensor: ...
 
 
-def _parameter_device_and_dtype(energy_fn: EnergyFn) -> tuple[torch.device | None, torch.dtype]:
+def _parameter_device_and_dtype(energy_fn: EnergyFn) -> tuple[torch.device, torch.dtype]:
     params = list(energy_fn.parameters()) if isinstance(energy_fn, torch.nn.Module) else []
-    return (params[0].device, params[0].dtype) if params else (None, torch.float32)
+    return (params[0].device, params[0].dtype) if params else (torch.device("cpu"), torch.float32)
 
 
 def _energies(energy_fn: EnergyFn, x: Tensor, batch_size: int) -> Tensor:
@@ -69,7 +69,9 @@ def decoded_log_density(energy_fn: EnergyFn, code: PointCode, lim: float = 4.0, 
     device, dtype = _parameter_device_and_dtype(energy_fn)
     points, _ = grid_2d(lim, n, device=device, dtype=dtype)
     # The largest value of the points' dtype below f_scale: both codes encode only |v| < f_scale.
-    bound = torch.nextafter(torch.tensor(float(code.f_scale), dtype=dtype), torch.tensor(0.0, dtype=dtype)).item()
+    # A host scalar: computed on the CPU, whatever the default device.
+    scale, zero = (torch.tensor(v, dtype=dtype, device="cpu") for v in (float(code.f_scale), 0.0))
+    bound = torch.nextafter(scale, zero).item()
     neg_energy = -_energies(energy_fn, code.encode(points.clamp(-bound, bound), dtype=dtype), batch_size)
     return torch.log_softmax(neg_energy, 0).view(n, n)
 

@@ -166,7 +166,7 @@ def graph_mmd(
     width = max(len(f) for f in features)
     x = torch.zeros(len(features), width, dtype=torch.float64, device="cpu")  # host statistics of graphs
     for i, feature in enumerate(features):
-        x[i, : len(feature)] = torch.as_tensor(feature / feature.sum() if is_histogram else feature)
+        x[i, : len(feature)] = torch.as_tensor(feature / feature.sum() if is_histogram else feature, device="cpu")
     kernel = partial(kernel_fn, sigma=sigma)
     return float(mmd2(x[: len(generated)], x[len(generated) :], kernel, unbiased=False))
 
@@ -175,7 +175,7 @@ def _check_bits_in_node_sets(bits: Tensor, node_counts: Tensor) -> tuple[int, Te
     """``max_nodes`` and the ``(B, D)`` node-set mask of 0/1 bits whose edges all lie inside their node sets."""
     check_tensor(bits, "bits", ndim=2, floating=True)
     check_binary(bits, "bits")
-    max_nodes = max_nodes_of_bits(bits)
+    max_nodes = max_nodes_of_bits(bits, "bits")
     check_node_counts(node_counts, max_nodes)
     if node_counts.shape[0] != bits.shape[0]:
         raise ValueError(f"node_counts must have one entry per graph ({bits.shape[0]}), got {node_counts.shape[0]}")

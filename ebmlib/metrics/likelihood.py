@@ -11,9 +11,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ebmlib.data.codes import all_binary_states
+from ebmlib.data.codes import MAX_ENUMERATION_DIM, all_binary_states
 from ebmlib.samplers.discrete import gwg_binary
-from ebmlib.utils import check_binary, check_energy_output, check_int, check_probability, check_tensor
+from ebmlib.utils import check_binary, check_device, check_energy_output, check_int, check_probability, check_tensor
 
 
 def enumerated_log_probs(energy_fn: Callable[[Tensor], Tensor], dim: int, *, batch_size: int = 65536,
@@ -25,8 +25,12 @@ def enumerated_log_probs(energy_fn: Callable[[Tensor], Tensor], dim: int, *, bat
     normalised in float64. Returns shape ``(2**dim,)``, float64; with it, ``KL(p_data ‖ p_θ)`` on a 16-bit
     space is exact.
     """
+    if check_int(dim, "dim", minimum=1) > MAX_ENUMERATION_DIM:
+        raise ValueError(f"dim must be <= {MAX_ENUMERATION_DIM} to enumerate 2**dim states, got {dim}")
     check_int(batch_size, "batch_size", minimum=1)
-    if device is None and isinstance(energy_fn, torch.nn.Module):
+    if device is not None:
+        device = check_device(device)
+    elif isinstance(energy_fn, torch.nn.Module):
         device = next(iter(energy_fn.parameters()), torch.empty(0)).device
     states = all_binary_states(dim, device=device)
     with torch.no_grad():

@@ -65,6 +65,8 @@ class BernoulliTiltedEnergy(nn.Module):
 
     def __init__(self, net: nn.Module, probs: Tensor) -> None:
         super().__init__()
+        if not isinstance(net, nn.Module):
+            raise ValueError(f"net must be a torch.nn.Module, got {type(net).__name__}")
         check_tensor(probs, "probs", ndim=1, floating=True)
         if not ((probs > 0) & (probs < 1)).all():
             raise ValueError("probs must lie in (0, 1)")
@@ -73,6 +75,7 @@ class BernoulliTiltedEnergy(nn.Module):
 
     def base_log_prob(self, x: Tensor) -> Tensor:
         r""":math:`\log \pi_0(x)`, ``(B, d) -> (B,)``."""
+        check_tensor(x, "x", shape=(None, self.probs.shape[0]), floating=True, finite=False)
         return x @ self.probs.log() + (1 - x) @ torch.log1p(-self.probs)
 
     def forward(self, x: Tensor) -> Tensor:
