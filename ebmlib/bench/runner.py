@@ -177,7 +177,13 @@ def advance(run: Run, n_iters: int) -> None:
 
 def evaluate(run: Run, checkpoint: int) -> list[dict[str, Any]]:
     """Rows of the tidy table for ``run`` now; the task's metrics are computed under their own seed, so
-    evaluating never changes what the run draws next. A diverged run gets NaN values."""
+    evaluating never changes what the run draws next. A diverged run gets NaN values. A run that has not
+    trained since its last evaluation (it stopped at ``max_iterations``) gets that evaluation's values again."""
+    if run.rows and run.rows[-1]["iteration"] == run.iteration and run.rows[-1]["status"] == run.status:
+        last = run.rows[-1]["checkpoint"]
+        rows = [{**r, "checkpoint": checkpoint} for r in run.rows if r["checkpoint"] == last]
+        run.rows += rows
+        return rows
     base = {"task": run.task.name, "method": run.method.name, "seed": run.seed, "checkpoint": checkpoint,
             "iteration": run.iteration, "seconds": run.seconds}
     metrics: dict[str, float] = {}
