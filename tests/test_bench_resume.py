@@ -101,12 +101,27 @@ def test_a_killed_command_line_sweep_resumes_to_the_uninterrupted_table(tmp_path
     assert _without_seconds(read_csv(tmp_path / "resumed" / "ising.csv")) == _without_seconds(whole)
 
 
+class CountedEvaluations:
+    def __init__(self, task):
+        self.task, self.calls = task, 0
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+    def evaluate(self, energy):
+        self.calls += 1
+        return self.task.evaluate(energy)
+
+
 def test_an_iteration_cap_stops_a_wall_clock_budget(task):
+    counted = CountedEvaluations(task)
     start = time.perf_counter()
-    rows = compare_methods(task, ["RM"], [0], Budget(seconds=30.0, n_checkpoints=3, max_iterations=3),
+    rows = compare_methods(counted, ["RM"], [0], Budget(seconds=30.0, n_checkpoints=3, max_iterations=3),
                            progress=False)
     assert time.perf_counter() - start < 15
     assert [r["iteration"] for r in rows] == [3, 3, 3], "every checkpoint of 30 s comes after the cap of 3"
+    assert counted.calls == 1, "a model that has not changed is not evaluated again"
+    assert len({r["value"] for r in rows}) == 1 and [r["checkpoint"] for r in rows] == [0, 1, 2]
     assert all(r["seconds"] < 30.0 for r in rows)
     with pytest.raises(ValueError, match="max_iterations"):
         Budget(seconds=1.0, max_iterations=0)
