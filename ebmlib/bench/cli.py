@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--checkpoints", type=int, default=5, help="log-spaced evaluations per run")
     cmp.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: best available)")
     cmp.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for <task>.csv and <task>.png")
+    cmp.add_argument("--run-dir", type=Path, default=None,
+                     help="keep each finished run here; rerunning the command resumes the sweep from it")
     rm = commands.add_parser("rmwggis", help="ratio matching vs RMwGGIS, one training step (paper Table 2)")
     rm.add_argument("--dims", type=int, nargs="+", default=list(DEFAULT_DIMS), help="data dimensions d")
     rm.add_argument("--batch-size", type=int, default=256)
@@ -47,7 +49,7 @@ def _methods(args: argparse.Namespace) -> int:
     task = make_task(args.task, args.scale, device=device)
     methods = args.methods or methods_for(task)
     budget = Budget(seconds=args.budget, iterations=args.iterations, n_checkpoints=args.checkpoints)
-    rows = compare_methods(task, methods, args.seeds, budget)
+    rows = compare_methods(task, methods, args.seeds, budget, run_dir=args.run_dir)
     csv_path = write_csv(rows, args.out / f"{task.name}.csv")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

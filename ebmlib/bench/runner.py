@@ -3,19 +3,22 @@ checkpoints with the evaluation time left out of the budget, over several seeds;
 
 Everything one (task, method, seed) run holds between steps lives in a :class:`~ebmlib.bench.Run` — the energy,
 the method's loss object (with its chains, flow and adapted step sizes), the optimiser, the EMA, the iteration
-and the training seconds — so that saving and restoring a run, and so resuming a sweep that skips finished
-(method, seed) pairs, concerns this one object. Training goes through :func:`ebmlib.train.fit`, called once per
-stretch between checkpoints.
+and the training seconds. Training goes through :func:`ebmlib.train.fit`, called once per stretch between
+checkpoints. A sweep given a run directory (:func:`~ebmlib.bench.compare_methods`) keeps each finished run's
+rows there and reads them back when it is run again, so a sweep cut short resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ebmlib.bench.base import Task, check_task
 from ebmlib.bench.methods import METHODS, Method
+from ebmlib.fingerprint import describe_config
 from ebmlib.train import LossFn, fit
 from ebmlib.utils import check_int, check_positive, check_probability, measure, seed_everything
 
@@ -37,11 +41,16 @@ _EVAL_SEED = 10_000  # evaluation randomness (AIS, Gibbs samples) is seeded apar
 @dataclass(frozen=True)
 class Budget:
     """How long every run trains, in wall-clock ``seconds`` of training or in ``iterations`` (exactly one), and
-    how many log-spaced checkpoints (the last at the full budget) it is evaluated at."""
+    how many log-spaced checkpoints (the last at the full budget) it is evaluated at.
+
+    ``max_iterations`` caps the iterations of a wall-clock budget: a run stops at whichever comes first (the
+    smoke run, :func:`ebmlib.scale.smoke_cap`, uses it to run a chapter's ``full`` sweep for a few steps).
+    """
 
     seconds: float | None = None
     iterations: int | None = None
     n_checkpoints: int = 5
+    max_iterations: int | None = None
 
     def __post_init__(self) -> None:
         if (self.seconds is None) == (self.iterations is None):
@@ -51,6 +60,8 @@ class Budget:
         else:
             check_int(self.iterations, "iterations", minimum=1)
         check_int(self.n_checkpoints, "n_checkpoints", minimum=1)
+        if self.max_iterations is not None:
+            check_int(self.max_iterations, "max_iterations", minimum=1)
 
     def checkpoints(self) -> list[float]:
         """Training seconds (or iterations) at which runs are evaluated: ``total / 2**k``, ``k = n - 1, …, 0``."""
@@ -199,9 +210,15 @@ def advance(run: Run, n_iters: int) -> None:
 
 def evaluate(run: Run, checkpoint: int) -> list[dict[str, Any]]:
     """Rows of the tidy table for ``run`` now; the task's metrics are computed under their own seed, so
-    evaluating never changes what the run draws next. A diverged run gets NaN values."""
+    evaluating never changes what the run draws next. A diverged run gets NaN values. A run that has not
+    trained since its last evaluation (it stopped at ``max_iterations``) gets that evaluation's values again."""
     _check_run(run)
     check_int(checkpoint, "checkpoint", minimum=0)
+    if run.rows and run.rows[-1]["iteration"] == run.iteration and run.rows[-1]["status"] == run.status:
+        last = run.rows[-1]["checkpoint"]
+        rows = [{**r, "checkpoint": checkpoint} for r in run.rows if r["checkpoint"] == last]
+        run.rows += rows
+        return rows
     base = {"task": run.task.name, "method": run.method.name, "seed": run.seed, "checkpoint": checkpoint,
             "iteration": run.iteration, "seconds": run.seconds}
     metrics: dict[str, float] = {}
@@ -229,7 +246,17 @@ def _next_chunk(run: Run, budget: Budget, target: float) -> int:
     if run.iteration == 0:
         return 1
     rate = run.iteration / run.seconds
-    return max(1, min(round((target - run.seconds) * rate), 2 * run.iteration))
+    chunk = max(1, min(round((target - run.seconds) * rate), 2 * run.iteration))
+    return chunk if budget.max_iterations is None else min(chunk, budget.max_iterations - run.iteration)
+
+
+def _training(run: Run, budget: Budget, target: float) -> bool:
+    """Whether ``run`` trains on before the checkpoint at ``target`` (seconds or iterations)."""
+    if run.status != "ok":
+        return False
+    if budget.iterations is not None:
+        return run.iteration < target
+    return run.seconds < target and (budget.max_iterations is None or run.iteration < budget.max_iterations)
 
 
 def run_method(task: Task, method: Method | str, seed: int, budget: Budget, *,
@@ -242,20 +269,35 @@ def run_method(task: Task, method: Method | str, seed: int, budget: Budget, *,
     """
     _check_budget(budget)
     run = start_run(task, _check_method(method), seed, ema_decay=ema_decay)
-    progress = (lambda: run.seconds) if budget.seconds is not None else (lambda: run.iteration)
     for checkpoint, target in enumerate(budget.checkpoints()):
-        while run.status == "ok" and progress() < target:
+        while _training(run, budget, target):
             advance(run, _next_chunk(run, budget, target))
         evaluate(run, checkpoint)
     return run.rows
 
 
 def compare_methods(task: Task, methods: Sequence[str], seeds: Sequence[int], budget: Budget, *,
-                    ema_decay: float | None = 0.99, progress: bool = True) -> list[dict[str, Any]]:
+                    ema_decay: float | None = 0.99, progress: bool = True,
+                    run_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """:func:`~ebmlib.bench.run_method` for every method and seed: the tidy table of one task.
 
     Every (method, seed) run starts from :func:`ebmlib.utils.seed_everything` of its seed, so its rows do not
     depend on which other pairs run, or in which order.
+
+    Parameters
+    ----------
+    task, methods, seeds, budget, ema_decay
+        What runs, for how long (see :func:`~ebmlib.bench.run_method`).
+    progress
+        Show a progress bar over the (method, seed) pairs.
+    run_dir
+        A folder to resume from (e.g. :func:`ebmlib.scale.run_dir`), or ``None``. Each finished run's rows are
+        written there (``<task>/<method>-seed<seed>.json``, atomically) together with the configuration that
+        made them — the task's and the method's settings (:func:`ebmlib.fingerprint.describe_config`), the
+        budget and ``ema_decay``; a later call reads finished runs back instead of training them again. A run
+        that was cut short left nothing and restarts from its seed, which for an ``iterations`` budget gives
+        bit-for-bit the rows an uninterrupted sweep gives. A stored run made with another configuration is a
+        ``ValueError`` (delete it, or choose another folder).
     """
     check_task(task)
     methods, budget = _check_methods(methods), _check_budget(budget)
@@ -263,11 +305,45 @@ def compare_methods(task: Task, methods: Sequence[str], seeds: Sequence[int], bu
         raise ValueError(f"seeds must be a non-empty sequence of integers, got {seeds!r}")
     for i, seed in enumerate(seeds):
         check_int(seed, f"seeds[{i}]", minimum=0)
+    folder = None if run_dir is None else Path(run_dir) / task.name
     pairs = [(name, seed) for name in methods for seed in seeds]
     rows: list[dict[str, Any]] = []
     for name, seed in tqdm(pairs, desc=task.name, disable=not progress):
-        rows += run_method(task, name, seed, budget, ema_decay=ema_decay)
+        if folder is None:
+            rows += run_method(task, name, seed, budget, ema_decay=ema_decay)
+            continue
+        path = folder / f"{name}-seed{seed}.json"
+        config = {"task": describe_config({"task": task, "method": METHODS[name]}), "seed": seed,
+                  "budget": asdict(budget), "ema_decay": ema_decay}
+        found = _read_run(path, config)
+        if found is None:
+            found = run_method(task, name, seed, budget, ema_decay=ema_decay)
+            _write_run(path, config, found)
+        rows += found
     return rows
+
+
+def _read_run(path: Path, config: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The rows of a finished run stored at ``path``, or ``None`` if there is none."""
+    if not path.exists():
+        return None
+    stored = json.loads(path.read_text())
+    if stored["config"] != config:
+        changed = sorted(key for key in config if stored["config"].get(key) != config[key])
+        raise ValueError(f"run_dir: {path} holds a run made with other settings ({', '.join(changed)} differ); "
+                         "delete it or choose another run_dir")
+    return stored["rows"]
+
+
+def _write_run(path: Path, config: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Store a finished run: written to a temporary file and renamed, so ``path`` is whole or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial_path = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with partial_path.open("w") as handle:
+        json.dump({"config": config, "rows": rows}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial_path, path)
 
 
 def profile_methods(task: Task, methods: Sequence[str], *, repeats: int = 3) -> list[dict[str, Any]]:
