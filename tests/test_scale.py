@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 import torch
 
 from ebmlib.data import REMOTE_FILES, load_adult, load_citeseer_ego, load_mnist
