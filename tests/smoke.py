@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,7 @@ def run_one(chapter: str) -> dict:
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
     row = {"chapter": chapter, "ok": proc.returncode == 0, "seconds": round(seconds, 1),
            "peak_rss_mb": round(peak_mb), "checkpoints": checkpoints(tmp)}
+    shutil.rmtree(tmp, ignore_errors=True)  # fixture data and checkpoints: hundreds of MB
     if proc.returncode != 0:
         row["error"] = proc.stderr[-3000:]
     return row
