@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -31,8 +32,8 @@ OUT = ROOT / "_build" / "smoke"
 
 
 def chapters() -> list[str]:
-    """The chapters whose notebooks support the smoke run (their source mentions ``smoke_cap``)."""
-    return sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.md") if "smoke_cap" in p.read_text())
+    """The chapters whose notebooks support the smoke run (their source calls ``smoke_cap`` or ``smoke_run``)."""
+    return sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.md") if re.search(r"\bsmoke_(cap|run)\(", p.read_text()))
 
 
 def run_one(chapter: str) -> dict:
