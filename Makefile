@@ -16,12 +16,13 @@ export EBMLIB_SCALE
 
 STAMP := $(VENV)/.installed
 
-.PHONY: help install book book-fresh test test-unit test-notebooks sync lint clean
+.PHONY: help install book book-fresh test test-unit test-notebooks test-full-smoke sync lint clean
 
 help:
 	@echo "make book        execute the notebooks (cached) and build the HTML into _build/html"
 	@echo "make book-fresh  the same, re-executing every notebook (after changing ebmlib)"
 	@echo "make test        unit tests + notebooks at ci scale + pairing check + book build with -W"
+	@echo "make test-full-smoke  every chapter with its full shapes but a handful of iterations (CPU)"
 	@echo "make lint        ruff on ebmlib and tests"
 	@echo "make sync        re-pair notebooks/*.md with notebooks/*.ipynb (jupytext --sync)"
 	@echo "make clean       remove builds, caches and executed notebooks"
@@ -63,6 +64,12 @@ test-unit: $(STAMP)
 
 test-notebooks: $(STAMP)
 	EBMLIB_SCALE=ci $(BIN)/python -m pytest tests -m notebooks
+
+# The full-shape smoke run: each chapter at SCALE=full with EBMLIB_SMOKE=1 (full dimensions, networks, batch,
+# buffer and sample sizes; iterations and chain lengths capped; fixture files instead of downloads), with its
+# time, peak memory and checkpoint sizes in a table and in _build/smoke/report.json.
+test-full-smoke: $(STAMP)
+	$(BIN)/python tests/smoke.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check ebmlib tests

@@ -190,6 +190,36 @@ class RunProgress:
         return self.iteration >= self.n_iters
 
 
+class Recorder(dict):
+    """A dict of results recorded while training (by a ``callback``) that a resumable run saves and restores.
+
+    Pass it to :func:`ebmlib.train.fit` in ``stateful``: a resumed run then keeps what was recorded before the
+    interruption, and a finished run, which ``fit`` does not train again, gets its records back. Keys and values
+    must be what :func:`~ebmlib.checkpoint.save_checkpoint` stores (numbers, strings, tensors, and tuples, lists
+    and dicts of them).
+
+    Examples
+    --------
+    >>> curve = Recorder()
+    >>> curve[10] = 0.5
+    >>> restored = Recorder()
+    >>> restored.load_state_dict(curve.state_dict())
+    >>> restored
+    {10: 0.5}
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        """The records, as ``{"items": [(key, value), ...]}`` (keys may be tuples)."""
+        return {"items": list(self.items())}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Replace the records by those of a :meth:`state_dict`."""
+        if not isinstance(state, Mapping) or not isinstance(state.get("items"), list):
+            raise ValueError(f"state must be a Recorder.state_dict(), got {type(state).__name__}")
+        self.clear()
+        self.update((key, value) for key, value in state["items"])
+
+
 def run_progress(run_dir: str | Path) -> RunProgress | None:
     """The progress of the run in ``run_dir``, or ``None`` if it holds no checkpoint yet (read from the
     checkpoint's header only, so it is cheap; :func:`ebmlib.train.fit` verifies the whole file)."""

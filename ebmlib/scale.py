@@ -17,14 +17,20 @@ variables change how a chapter runs without editing it:
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import os
+import pickle
 import tempfile
+from collections import defaultdict
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ebmlib.data import data_home
+import numpy as np
+
+from ebmlib.data import ADULT_COLUMNS, MNIST_FILES, REMOTE_FILES, RemoteFile, citation_like_graph, data_home
 from ebmlib.report import SCALES
 from ebmlib.utils import check_int
 
@@ -45,7 +51,8 @@ def smoke_cap(settings: Mapping[str, Any], caps: Mapping[str, int]) -> dict[str,
 
     Outside the smoke run the settings are returned unchanged (as a new dict). Only counts of work — training
     iterations, sampler steps, chain lengths — belong in ``caps``; shapes stay as they are, so the smoke run
-    allocates what ``full`` allocates.
+    allocates what ``full`` allocates. A setting that is a tuple of counts (a schedule such as the iterations
+    at which to take snapshots) has each entry capped, repeated entries dropped.
 
     Examples
     --------
@@ -61,10 +68,18 @@ def smoke_cap(settings: Mapping[str, Any], caps: Mapping[str, int]) -> dict[str,
         raise ValueError(f"caps names settings that do not exist: {unknown}")
     for name, cap in caps.items():
         check_int(cap, f"caps[{name!r}]", minimum=1)
+        value = settings[name]
+        counts = value if isinstance(value, (tuple, list)) else (value,)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
+            raise ValueError(f"caps[{name!r}]: settings[{name!r}] must be a count or a tuple of counts, got {value!r}")
     capped = dict(settings)
     if smoke_run():
         for name, cap in caps.items():
-            capped[name] = min(capped[name], cap)
+            value = capped[name]
+            if isinstance(value, (tuple, list)):  # a schedule (e.g. snapshot iterations): capped, repeats dropped
+                capped[name] = type(value)(dict.fromkeys(min(v, cap) for v in value))
+            else:
+                capped[name] = min(value, cap)
     return capped
 
 
@@ -97,3 +112,84 @@ def run_dir(chapter: str, experiment: str, scale: str) -> Path | None:
         return None
     root = _smoke_runs() if smoke_run() else runs_home()
     return root / chapter / experiment
+
+
+def smoke_data(*datasets: str) -> Path | None:
+    """In the smoke run, fixture files in place of the downloaded ``datasets``; outside it, nothing (``None``).
+
+    The smoke run must not need the internet, yet it should pass the real data's shapes through the chapter's
+    ``full`` code. For each of ``"mnist"``, ``"adult"`` and ``"citeseer"`` this writes files of the published
+    format and size, filled with random values — 60,000 + 10,000 MNIST images of 28×28 levels (gzipped IDX),
+    Adult's 32,561 rows with its columns and numbers of categories (UCI format, some ``?``), a Planetoid
+    adjacency-list pickle of 3,327 nodes (:func:`~ebmlib.data.citation_like_graph`) — into a fresh temporary
+    data folder, points ``EBMLIB_DATA`` at it and replaces the data sets' entries of
+    :data:`~ebmlib.data.REMOTE_FILES` by the fixtures' SHA-256 (in this process only), so that the loaders'
+    own fetch-and-verify path reads them. It prints one line saying so: no result obtained on these files
+    means anything.
+
+    Returns
+    -------
+    The temporary data folder, or ``None`` outside the smoke run.
+    """
+    for dataset in datasets:
+        if dataset not in _FIXTURES:
+            raise ValueError(f"datasets must be among {sorted(_FIXTURES)}, got {dataset!r}")
+    if not smoke_run():
+        return None
+    home = Path(tempfile.mkdtemp(prefix="ebmlib-smoke-data-"))
+    os.environ["EBMLIB_DATA"] = str(home)
+    rng = np.random.default_rng(0)
+    for dataset in datasets:
+        folder = home / dataset
+        folder.mkdir()
+        remotes = []
+        for name, body in _FIXTURES[dataset](rng).items():
+            (folder / name).write_bytes(body)
+            remotes.append(RemoteFile(name, hashlib.sha256(body).hexdigest(), len(body), ()))
+        REMOTE_FILES[dataset] = tuple(remotes)
+    print(f"smoke run: random fixture files of the format and size of {', '.join(datasets)} in {home} "
+          "(not the real data)")
+    return home
+
+
+def _idx_gz(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
+    return gzip.compress(header + array.astype(np.uint8).tobytes(), compresslevel=1)
+
+
+def _mnist_fixture(rng: np.random.Generator) -> dict[str, bytes]:
+    files = {}
+    for split, n in (("train", 60_000), ("test", 10_000)):
+        images, labels = MNIST_FILES[split]
+        files[images] = _idx_gz(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        files[labels] = _idx_gz(rng.integers(0, 10, n, dtype=np.uint8))
+    return files
+
+
+# Adult's categorical columns and their numbers of values in adult.data (income last, sex and income named).
+_ADULT_LEVELS = {"workclass": 8, "education": 16, "marital-status": 7, "occupation": 14, "relationship": 6,
+                 "race": 5, "sex": ("Male", "Female"), "native-country": 41, "income": ("<=50K", ">50K")}
+
+
+def _adult_fixture(rng: np.random.Generator) -> dict[str, bytes]:
+    n = 32_561
+    columns = {}
+    for name in ADULT_COLUMNS:
+        levels = _ADULT_LEVELS.get(name)
+        if levels is None:
+            columns[name] = rng.integers(0, 100, n).astype(str)
+        else:
+            values = levels if isinstance(levels, tuple) else tuple(f"{name}-{k}" for k in range(levels))
+            columns[name] = np.asarray(values)[rng.integers(0, len(values), n)]
+    columns["workclass"][rng.random(n) < 0.07] = "?"  # adult.data: 2,399 rows with a missing value
+    lines = (", ".join(row) for row in zip(*(columns[name] for name in ADULT_COLUMNS)))
+    return {"adult.data": ("\n".join(lines) + "\n").encode()}
+
+
+def _citeseer_fixture(rng: np.random.Generator) -> dict[str, bytes]:
+    graph = citation_like_graph(3327, seed=int(rng.integers(2**31)))
+    adjacency = defaultdict(list, {int(v): [int(u) for u in graph.adj[v]] for v in graph})
+    return {"ind.citeseer.graph": pickle.dumps(adjacency, protocol=2)}
+
+
+_FIXTURES = {"mnist": _mnist_fixture, "adult": _adult_fixture, "citeseer": _citeseer_fixture}

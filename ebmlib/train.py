@@ -311,33 +311,34 @@ def train_classifier(
 
 
 def train_mixed(loss: Any, next_batch: Any, n_numeric: int, n_classes: Sequence[int], *, hidden: int,
-                n_iters: int, lr: float, device: torch.device | str | None = None,
-                desc: str | None = None) -> tuple[MixedEnergy, float]:
+                n_iters: int, lr: float, device: torch.device | str | None = None, desc: str | None = None,
+                run_dir: str | Path | None = None) -> tuple[MixedEnergy, float]:
     """Fit a fresh ``MixedEnergy(hidden=hidden, depth=3)`` with ``loss(model, batch)`` on ``next_batch()``.
 
-    Adam for ``n_iters`` steps with gradient clipping 5 and EMA 0.99 (:func:`ebmlib.train.fit`); returns the
-    EMA energy in eval mode and the training time in seconds.
+    Adam for ``n_iters`` steps with gradient clipping 5 and EMA 0.99 (:func:`ebmlib.train.fit`, resumable in
+    ``run_dir`` if given); returns the EMA energy in eval mode and the training time in seconds.
     """
     for name, value in (("loss", loss), ("next_batch", next_batch)):
         if not callable(value):
             raise ValueError(f"{name} must be callable, got {type(value).__name__}")
     energy = MixedEnergy(n_numeric, n_classes, hidden=hidden, depth=3).to(device)
     result = fit(energy, loss, next_batch, n_iters=n_iters, lr=lr, grad_clip=5.0, ema_decay=0.99,
-                 progress=False, desc=desc)
+                 progress=False, desc=desc, run_dir=run_dir)
     return result.ema.module.eval(), result.seconds
 
 
 def compare_tstr(losses: dict[str, Any], train_rows: Tensor, test_rows: Tensor, *, target: int, n_numeric: int,
                  n_classes: Sequence[int], hidden: int, n_iters: int, lr: float, sample_rounds: int, n_draws: int,
                  batch_size: int = 128, step_size: float = 5e-4, model: str = "xgboost",
-                 progress: bool = True) -> dict[str, dict[str, Any]]:
+                 progress: bool = True, run_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """Train a :class:`~ebmlib.nets.MixedEnergy` per loss on ``train_rows`` and score its samples by TSTR on
     ``test_rows``.
 
     Per loss (in the dict's order): an energy is trained by :func:`~ebmlib.train.train_mixed` on minibatches of
     ``batch_size`` training rows; then ``n_draws`` times, ``len(train_rows)`` synthetic rows are drawn by
     ``sample_rounds`` rounds of :func:`~ebmlib.samplers.langevin_gibbs` from :func:`~ebmlib.losses.mixed_noise` and
-    scored by :func:`~ebmlib.metrics.tstr_auc`.
+    scored by :func:`~ebmlib.metrics.tstr_auc`. Given ``run_dir``, each loss's training is resumable in
+    ``<run_dir>/<loss name>``.
 
     Returns
     -------
@@ -366,7 +367,8 @@ def compare_tstr(losses: dict[str, Any], train_rows: Tensor, test_rows: Tensor, 
     runs = {}
     for name, loss in tqdm(losses.items(), desc="TSTR", disable=not progress):
         energy, seconds = train_mixed(loss, tensor_batches(train_rows, batch_size), n_numeric, n_classes,
-                                      hidden=hidden, n_iters=n_iters, lr=lr, device=train_rows.device, desc=name)
+                                      hidden=hidden, n_iters=n_iters, lr=lr, device=train_rows.device, desc=name,
+                                      run_dir=None if run_dir is None else Path(run_dir) / name)
         aucs = []
         for _ in range(n_draws):
             start = mixed_noise(len(train_rows), n_numeric, n_classes, device=train_rows.device,

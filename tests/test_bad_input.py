@@ -544,6 +544,8 @@ SPECS.update({
                                         {"data": "scalar list", "batch_size": COUNT + " huge"}),
     "ebmlib.scale.smoke_cap": Spec(scale.smoke_cap, lambda dt: dict(settings={"n_iters": 5}, caps={"n_iters": 2}),
                                    {"settings": "object none", "caps": "object none"}),
+    "ebmlib.scale.smoke_data": Spec(lambda datasets: scale.smoke_data(datasets), lambda dt: dict(datasets="adult"),
+                                    {"datasets": "choice none"}),
     "ebmlib.scale.run_dir": Spec(scale.run_dir, lambda dt: dict(chapter="ch2", experiment="mnist", scale="ci"),
                                  {"chapter": "none empty", "experiment": "none empty", "scale": "choice none"}),
     "ebmlib.train.TensorBatches": Spec(T.TensorBatches, lambda dt: dict(data=torch.randn(8, 2, dtype=dt), batch_size=4),

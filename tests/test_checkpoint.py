@@ -286,3 +286,32 @@ def test_fit_refuses_hidden_state_other_configurations_and_corrupted_checkpoints
     with pytest.raises(ValueError, match="stateful"):
         fit(MLPEnergy(in_dim=2, hidden=8, depth=2), _pcd(), lambda: torch.randn(4, 2), n_iters=1,
             run_dir=tmp_path / "x", stateful={"bad": object()}, progress=False)
+
+
+def test_a_recorder_passed_as_stateful_comes_back_with_a_finished_or_resumed_run(tmp_path):
+    from ebmlib.checkpoint import Recorder
+
+    def train(n_iters, records):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(2, 1)
+
+        def record(iteration, m):
+            records[iteration] = m.weight.detach().clone()
+
+        with pytest.raises(ValueError, match="callback"):  # a recorder hidden in the callback is refused
+            fit(model, lambda m, b: m(b).pow(2).mean(), lambda: torch.randn(4, 2), n_iters=n_iters, callback=record,
+                run_dir=tmp_path / "refused", progress=False)
+        fit(model, lambda m, b: m(b).pow(2).mean(), lambda: torch.randn(4, 2), n_iters=n_iters, callback=record,
+            run_dir=tmp_path / "run", stateful={"records": records}, progress=False)
+        return model
+
+    first = Recorder()
+    train(3, first)
+    again = Recorder()
+    train(3, again)  # finished: not trained again, records restored
+    assert list(again) == [1, 2, 3] and all(torch.equal(again[k], first[k]) for k in first)
+    longer = Recorder()
+    train(5, longer)  # resumed from iteration 3: the first three records kept, two added
+    assert list(longer) == [1, 2, 3, 4, 5] and torch.equal(longer[3], first[3])
+    with pytest.raises(ValueError, match="state"):
+        Recorder().load_state_dict({"records": []})

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
-from ebmlib.scale import run_dir, runs_home, smoke_cap, smoke_run
+from ebmlib.data import REMOTE_FILES, load_adult, load_citeseer_ego, load_mnist
+from ebmlib.scale import run_dir, runs_home, smoke_cap, smoke_data, smoke_run
 
 
 def test_smoke_cap_lowers_only_the_named_counts_and_only_in_the_smoke_run(monkeypatch):
@@ -49,3 +51,32 @@ def test_run_dirs_only_at_full_scale_and_fresh_in_the_smoke_run(monkeypatch, tmp
             run_dir("ch2", bad, "full")
     with pytest.raises(ValueError, match="scale"):
         run_dir("ch2", "mnist", "huge")
+
+
+def test_smoke_cap_caps_each_entry_of_a_schedule(monkeypatch):
+    settings = {"snapshots": (1000, 5000, 30_000), "n_iters": 30_000}
+    monkeypatch.setenv("EBMLIB_SMOKE", "1")
+    assert smoke_cap(settings, {"snapshots": 5, "n_iters": 5}) == {"snapshots": (5,), "n_iters": 5}
+    assert smoke_cap({"steps": (2, 10)}, {"steps": 5}) == {"steps": (2, 5)}
+    with pytest.raises(ValueError, match="count"):
+        smoke_cap({"lr": 1e-3}, {"lr": 1})
+
+
+def test_smoke_data_feeds_the_real_loaders_files_of_the_published_shapes(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("EBMLIB_DATA", str(tmp_path))  # restored after the test, as are the registry entries
+    for dataset in ("mnist", "adult", "citeseer"):
+        monkeypatch.setitem(REMOTE_FILES, dataset, REMOTE_FILES[dataset])
+    monkeypatch.delenv("EBMLIB_SMOKE", raising=False)
+    assert smoke_data("mnist") is None and REMOTE_FILES["mnist"][0].urls  # outside the smoke run: nothing
+    monkeypatch.setenv("EBMLIB_SMOKE", "1")
+    home = smoke_data("mnist", "adult", "citeseer")
+    assert "not the real data" in capsys.readouterr().out
+    assert home != tmp_path and all((home / d).is_dir() for d in ("mnist", "adult", "citeseer"))
+    images, labels = load_mnist(split="train")
+    assert images.shape == (60_000, 1, 28, 28) and images.dtype == torch.uint8 and labels.max() <= 9
+    assert load_mnist(split="test")[0].shape == (10_000, 1, 28, 28)
+    table = load_adult()
+    assert 29_000 < table.rows().shape[0] < 32_561  # rows with "?" dropped
+    assert len(load_citeseer_ego(n_graphs=200, seed=0)) == 200
+    with pytest.raises(ValueError, match="datasets"):
+        smoke_data("cifar")

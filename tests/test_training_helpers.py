@@ -42,6 +42,27 @@ def test_fit_ising_applies_the_l1_penalty(lattice_data):
     assert penalised.model.coupling.abs().sum().item() < 0.3 * free_mass, free_mass
 
 
+def test_fit_ising_resumes_with_its_curve_and_a_persistent_loss(lattice_data, tmp_path):
+    from ebmlib.losses import PersistentContrastiveDivergence
+    from ebmlib.samplers import ReplayBuffer, gibbs_random_site
+
+    lattice, data = lattice_data
+
+    def run(n_iters, run_dir):
+        torch.manual_seed(1)
+        pcd = PersistentContrastiveDivergence(ReplayBuffer(lambda n: torch.randint(0, 2, (n, 9)).float(), 200),
+                                              lambda e, x: gibbs_random_site(e, x, n_steps=2))
+        return fit_ising(pcd, data, lattice.J, n_iters=n_iters, lr=0.05, l1=0.0, n_records=4, run_dir=run_dir)
+
+    whole = run(40, None)
+    run(20, tmp_path / "run")  # the first half, as a run that stopped there
+    resumed = run(40, tmp_path / "run")
+    assert torch.equal(resumed.model.coupling, whole.model.coupling)  # bit for bit, buffer and RNGs restored
+    assert [it for it, _ in resumed.curve][-2:] == [30, 40] and resumed.curve[-1] == whole.curve[-1]
+    again = run(40, tmp_path / "run")  # finished: returned without training, with its curve
+    assert again.curve == resumed.curve and torch.equal(again.model.coupling, whole.model.coupling)
+
+
 def test_fit_ising_rejects_bad_input(lattice_data):
     lattice, data = lattice_data
     for kwargs, argument in [(dict(data=data * 2), "data"), (dict(data=data[0]), "data"),

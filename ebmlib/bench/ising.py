@@ -4,9 +4,11 @@ from samples with any objective, scored by the error of the couplings and the ti
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from torch import Tensor
 
+from ebmlib.checkpoint import Recorder
 from ebmlib.metrics import log_rmse
 from ebmlib.nets import IsingEnergy
 from ebmlib.train import LossFn, fit, tensor_batches
@@ -24,7 +26,8 @@ class IsingFit:
 
 
 def fit_ising(loss_fn: LossFn, data: Tensor, coupling: Tensor, *, n_iters: int, lr: float, l1: float,
-              batch_size: int = 100, n_records: int = 20, progress: bool = False) -> IsingFit:
+              batch_size: int = 100, n_records: int = 20, progress: bool = False,
+              run_dir: str | Path | None = None) -> IsingFit:
     r"""Learn the couplings of an Ising model from its samples, recording the error of :math:`\hat J` along the way.
 
     The experiment of Gibbs-with-Gradients (Grathwohl et al. 2021, §5.2), RMwGGIS (Table 4) and energy
@@ -54,6 +57,9 @@ def fit_ising(loss_fn: LossFn, data: Tensor, coupling: Tensor, *, n_iters: int, 
         Rows per minibatch (the papers: 100) and the number of points of the curve.
     progress
         Show a progress bar.
+    run_dir
+        A run directory for :func:`~ebmlib.train.fit`: the run (with the loss's state and the curve so far) is
+        checkpointed there and, called again, resumed or, if finished, returned without training.
     """
     if not callable(loss_fn):
         raise ValueError(f"loss_fn must be callable as loss_fn(model, batch), got {type(loss_fn).__name__}")
@@ -67,7 +73,7 @@ def fit_ising(loss_fn: LossFn, data: Tensor, coupling: Tensor, *, n_iters: int, 
     every = max(n_iters // check_int(n_records, "n_records", minimum=1), 1)
     model = IsingEnergy(dim).to(data.device)
     target = coupling.to(data.device)
-    curve: list[tuple[int, float]] = []
+    records = Recorder()  # iteration -> log-RMSE, saved with a resumable run
 
     def penalised(m: IsingEnergy, batch: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         out = loss_fn(m, batch)
@@ -76,8 +82,9 @@ def fit_ising(loss_fn: LossFn, data: Tensor, coupling: Tensor, *, n_iters: int, 
 
     def record(iteration: int, m: IsingEnergy) -> None:
         if iteration % every == 0:
-            curve.append((iteration, log_rmse(m.coupling.detach(), target).item()))
+            records[iteration] = log_rmse(m.coupling.detach(), target).item()
 
+    stateful = {"curve": records, **({"loss": loss_fn} if hasattr(loss_fn, "state_dict") else {})}
     result = fit(model, penalised, tensor_batches(data, batch_size), n_iters=n_iters, lr=lr, callback=record,
-                 progress=progress, desc="Ising")
-    return IsingFit(model=model, curve=curve, seconds_per_iter=result.seconds / n_iters)
+                 progress=progress, desc="Ising", run_dir=run_dir, stateful=stateful if run_dir is not None else None)
+    return IsingFit(model=model, curve=list(records.items()), seconds_per_iter=result.seconds / n_iters)

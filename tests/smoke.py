@@ -1,0 +1,105 @@
+"""The full-shape smoke run: every chapter at ``SCALE=full`` with ``EBMLIB_SMOKE=1`` (``make test-full-smoke``).
+
+Each chapter is executed by papermill in its own child process, so that the peak resident memory of that
+process tree (``getrusage(RUSAGE_CHILDREN)``: the largest of papermill and the kernel, which holds the data and
+models) belongs to that chapter alone. The smoke run keeps every ``full`` shape and caps iterations and chain
+lengths (:func:`ebmlib.scale.smoke_cap`); downloaded data are replaced by fixture files of the same format and
+size (:func:`ebmlib.scale.smoke_data`). Training at ``full`` writes resumable checkpoints
+(:func:`ebmlib.scale.run_dir`); each chapter's kernel gets its own temporary folder, in which the run directories
+are found afterwards and their checkpoints measured: size on disk, and the time one save of that state takes
+(:func:`ebmlib.checkpoint.save_checkpoint`, the atomic write ``fit`` uses, best of three).
+
+Usage: ``python tests/smoke.py [chapter ...]`` (default: every chapter whose notebook reads ``EBMLIB_SMOKE``).
+Prints a table and writes ``_build/smoke/report.json``; exits non-zero if a chapter failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+OUT = ROOT / "_build" / "smoke"
+
+
+def chapters() -> list[str]:
+    """The chapters whose notebooks support the smoke run (their source calls ``smoke_cap`` or ``smoke_run``)."""
+    return sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.md") if re.search(r"\bsmoke_(cap|run)\(", p.read_text()))
+
+
+def run_one(chapter: str) -> dict:
+    """Execute one chapter in a child process; return its time, peak memory and checkpoints."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"ebm-smoke-{chapter}-"))
+    env = dict(os.environ, EBMLIB_SMOKE="1", EBMLIB_SCALE="full", TMPDIR=str(tmp), MPLBACKEND="Agg")
+    env.pop("EBMLIB_MNIST", None)
+    env.pop("EBMLIB_ADULT", None)
+    command = [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{chapter}.ipynb"), str(OUT / f"{chapter}.ipynb"),
+               "-p", "SCALE", "full", "--cwd", str(NOTEBOOKS), "-k", "python3", "--no-progress-bar"]
+    start = time.perf_counter()
+    proc = subprocess.run(command, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+    row = {"chapter": chapter, "ok": proc.returncode == 0, "seconds": round(seconds, 1),
+           "peak_rss_mb": round(peak_mb), "checkpoints": checkpoints(tmp)}
+    shutil.rmtree(tmp, ignore_errors=True)  # fixture data and checkpoints: hundreds of MB
+    if proc.returncode != 0:
+        row["error"] = proc.stderr[-3000:]
+    return row
+
+
+def checkpoints(tmp: Path) -> list[dict]:
+    """Size and save time of every run directory's checkpoint written under ``tmp``."""
+    import torch
+
+    from ebmlib.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+
+    torch.set_num_threads(1)
+    rows = []
+    for path in sorted(tmp.glob(f"ebmlib-smoke-runs-*/*/*/{CHECKPOINT_NAME}")):
+        state = load_checkpoint(path)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            save_checkpoint(tmp / "resave.pt", state)
+            times.append(time.perf_counter() - start)
+        rows.append({"experiment": f"{path.parent.parent.name}/{path.parent.name}",
+                     "mb": round(path.stat().st_size / 1e6, 2), "save_seconds": round(min(times), 3)})
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    names = argv or chapters()
+    OUT.mkdir(parents=True, exist_ok=True)
+    report = []
+    for chapter in names:
+        # A fresh interpreter per chapter: RUSAGE_CHILDREN is a running maximum over all children.
+        out = subprocess.run([sys.executable, __file__, "--one", chapter], capture_output=True, text=True)
+        row = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {
+            "chapter": chapter, "ok": False, "error": out.stderr[-3000:]}
+        report.append(row)
+        biggest = max(row.get("checkpoints", []), key=lambda c: c["mb"], default=None)
+        print(f"{chapter:24s} {'ok' if row['ok'] else 'FAILED':6s} {row.get('seconds', 0):7.1f} s "
+              f"{row.get('peak_rss_mb', 0):6d} MB peak RSS  {len(row.get('checkpoints', []))} checkpoints"
+              + (f", largest {biggest['experiment']} {biggest['mb']} MB saved in {biggest['save_seconds']} s"
+                 if biggest else ""), flush=True)
+        if not row["ok"]:
+            print(row.get("error", ""), file=sys.stderr)
+    (OUT / "report.json").write_text(json.dumps(report, indent=1))
+    print(f"total {sum(r.get('seconds', 0) for r in report):.0f} s; report in {OUT / 'report.json'}")
+    return 0 if all(r["ok"] for r in report) else 1
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--one"]:
+        print(json.dumps(run_one(sys.argv[2])))
+        sys.exit(0)
+    sys.exit(main(sys.argv[1:]))
