@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ebmlib.bench.base import Task
 from ebmlib.bench.methods import METHODS, Method
-from ebmlib.train import LossFn, fit
+from ebmlib.train import LossFn, fit, progress_disabled
 from ebmlib.utils import check_int, check_positive, check_probability, measure, seed_everything
 
 ROW_KEYS = ("task", "method", "seed", "checkpoint", "iteration", "seconds", "status", "metric", "value")
@@ -226,7 +226,7 @@ def compare_methods(task: Task, methods: Sequence[str], seeds: Sequence[int], bu
         raise ValueError(f"methods: unknown {unknown}; choose from {sorted(METHODS)}")
     pairs = [(name, seed) for name in methods for seed in seeds]
     rows: list[dict[str, Any]] = []
-    for name, seed in tqdm(pairs, desc=task.name, disable=not progress):
+    for name, seed in tqdm(pairs, desc=task.name, disable=progress_disabled(progress)):
         rows += run_method(task, name, seed, budget, ema_decay=ema_decay)
     return rows
 
