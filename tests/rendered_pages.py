@@ -75,6 +75,19 @@ const gather = (mathjaxError) => {
       .filter((t) => t.split("\n").some((l) => /^[\s|:\-—–]+$/.test(l) && /[-—–]/.test(l)
                                             && (l.match(/\|/g) || []).length >= 2))
       .map((t) => t.trim().slice(0, 80)),
+    // TeX a reader sees as source: "$\widehat R$" or "\(x\)" in text outside code and typeset math.
+    raw_tex: (() => {
+      const found = [];
+      const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT, {acceptNode: (node) =>
+        node.parentElement.closest("code, pre, script, style, mjx-container, .math, .highlight, .cell_input")
+          ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT});
+      while (walker.nextNode()) {
+        const text = walker.currentNode.textContent;
+        const match = text.match(/\$[^$\n]{0,80}?\\[A-Za-z]+|\\[()[\]]/);
+        if (match) found.push(text.trim().slice(Math.max(0, match.index - 20), match.index + 40));
+      }
+      return found;
+    })(),
     figure_numbers: [...article.querySelectorAll("figure .caption-number")].map((el) => el.textContent.trim()),
     title_number: (document.querySelector("article h1 .section-number") || {textContent: ""}).textContent.trim(),
     claims_tables: article.querySelectorAll("table.claims-table").length,
@@ -131,8 +144,12 @@ def serve(folder: Path) -> Iterator[str]:
         server.server_close()
 
 
-def page_problems(chrome, url: str, stem: str) -> list[str]:
-    """Every problem a reader would see on the chapter page ``url`` of notebook ``stem``, one message each."""
+def page_problems(chrome, url: str, stem: str, *, chapter: bool = True) -> list[str]:
+    """Every problem a reader would see on the page ``url``, one message each.
+
+    ``chapter``: the page is the chapter of notebook ``stem``, so it also needs a claims table, a Colab link to
+    its ``.ipynb``, and (chapters 1-6) its number in the title and in its figures' numbers.
+    """
     chrome.get(url)
     facts = chrome.execute_async_script(FACTS_JS)
     problems = []
@@ -143,6 +160,8 @@ def page_problems(chrome, url: str, stem: str) -> list[str]:
                         f"first {facts['math_untypeset'][:3]}")
     if facts["math_errors"]:
         problems.append(f"MathJax: errors in formulas: {facts['math_errors'][:5]}")
+    for text in facts["raw_tex"]:
+        problems.append(f"TeX shown as source: {text!r}")
     for table in facts["wide_tables"]:
         problems.append(f"table wider than the text column ({round(facts['column_width'])} px): {table}")
     for image in facts["low_res_images"]:
@@ -160,13 +179,15 @@ def page_problems(chrome, url: str, stem: str) -> list[str]:
         problems.append(f"'nan' table cell: {cell}")
     for text in facts["markdown_tables"]:
         problems.append(f"Markdown table printed as text: {text!r}")
-    chapter = int(stem[:2]) if stem[:2].isdigit() else 0
-    if chapter:  # chapters 1-6 are numbered in the sidebar and their figures per chapter (the primer is not)
-        if facts["title_number"] != f"{chapter}.":
-            problems.append(f"the title is numbered {facts['title_number']!r}, not '{chapter}.'")
-        for number in facts["figure_numbers"]:
-            if not number.startswith(f"Fig. {chapter}."):
-                problems.append(f"figure numbered {number!r}, not per chapter (Fig. {chapter}.n)")
+    if not chapter:
+        return problems
+    number = int(stem[:2]) if stem[:2].isdigit() else 0
+    if number:  # chapters 1-6 are numbered in the sidebar and their figures per chapter (the primer is not)
+        if facts["title_number"] != f"{number}.":
+            problems.append(f"the title is numbered {facts['title_number']!r}, not '{number}.'")
+        for figure in facts["figure_numbers"]:
+            if not figure.startswith(f"Fig. {number}."):
+                problems.append(f"figure numbered {figure!r}, not per chapter (Fig. {number}.n)")
     if not facts["claims_tables"]:
         problems.append("no claims table (table.claims-table, from ebmlib.report.Claims.table)")
     ipynb = f"/notebooks/{stem}.ipynb"
@@ -176,16 +197,17 @@ def page_problems(chrome, url: str, stem: str) -> list[str]:
 
 
 def main(html: Path) -> int:
-    """Check every chapter page of the built book in ``html``; print the problems per chapter."""
-    pages = sorted((html / "notebooks").glob("[0-9][0-9]_*.html"))
+    """Check every page of the built book in ``html`` (chapters and reference); print the problems per page."""
+    pages = sorted((html / "notebooks").glob("[0-9][0-9]_*.html")) + sorted((html / "book").rglob("*.html"))
     failed = 0
     chrome = chromium_driver()
     try:
         with serve(html) as base:
             for page in pages:
-                problems = page_problems(chrome, f"{base}/notebooks/{page.name}", page.stem)
+                path = page.relative_to(html).as_posix()
+                problems = page_problems(chrome, f"{base}/{path}", page.stem, chapter=path.startswith("notebooks/"))
                 failed += bool(problems)
-                print(f"{page.stem}: {len(problems)} problems" + "".join(f"\n  - {p}" for p in problems))
+                print(f"{path}: {len(problems)} problems" + "".join(f"\n  - {p}" for p in problems))
     finally:
         chrome.quit()
     return int(failed > 0)

@@ -155,3 +155,17 @@ def test_chapter_page_reads_well_in_chromium(md, browser):
     chrome, base = browser
     problems = page_problems(chrome, f"{base}/notebooks/{page.name}", md.stem)
     assert not problems, f"{md.stem}: {len(problems)} problems on the rendered page:\n- " + "\n- ".join(problems)
+
+
+REFERENCE_PAGES = ["book/intro", "book/setup", "book/bibliography", "book/api/index"] + [
+    f"book/api/{page.stem}" for page in sorted((ROOT / "book" / "api").glob("*.md")) if page.stem != "index"]
+
+
+@pytest.mark.parametrize("page", REFERENCE_PAGES)
+def test_reference_page_reads_well_in_chromium(page, browser):
+    """The pages around the chapters: math typeset, no TeX shown as source, tables within the column, one
+    search box."""
+    assert (HTML / f"{page}.html").exists(), f"the book build made no page {page}.html"
+    chrome, base = browser
+    problems = page_problems(chrome, f"{base}/{page}.html", Path(page).stem, chapter=False)
+    assert not problems, f"{page}: {len(problems)} problems on the rendered page:\n- " + "\n- ".join(problems)
