@@ -26,9 +26,12 @@ pytestmark = pytest.mark.notebooks
 OUT = ROOT / "_build" / "ci"
 HTML = OUT / "book" / "_build" / "html"
 IDS = [nb.stem for nb in NOTEBOOKS]
-# The kernels' environment: one thread each, and no progress bars in the pages built from them (tqdm reads
-# TQDM_DISABLE; the library's bars honour it too).
-KERNEL_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+# The kernels' environment: `ci` scale, one thread each, and no progress bars in the pages built from them
+# (tqdm reads TQDM_DISABLE; the library's bars honour it too).
+KERNEL_ENV = {"EBMLIB_SCALE": "ci", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+# Chapters run as a Jupyter user runs them: no papermill parameters, SCALE read from EBMLIB_SCALE by the
+# parameters cell. The others get `-p SCALE ci` as on the command line (papermill's injected cell).
+AS_IN_JUPYTER = {"00_primer"}
 
 
 def _execute(md: Path) -> tuple[int, str, float]:
@@ -39,8 +42,9 @@ def _execute(md: Path) -> tuple[int, str, float]:
     papermill = Path(sys.executable).with_name("papermill")
     start = time.perf_counter()
     # papermill exits non-zero naming the failing cell; the checks cell's asserts are cells.
+    parameters = [] if md.stem in AS_IN_JUPYTER else ["-p", "SCALE", "ci"]
     run = subprocess.run(
-        [str(papermill), str(md.with_suffix(".ipynb")), str(partial), "-p", "SCALE", "ci", "--cwd", str(md.parent),
+        [str(papermill), str(md.with_suffix(".ipynb")), str(partial), *parameters, "--cwd", str(md.parent),
          "-k", "python3", "--no-progress-bar"],
         capture_output=True, text=True, env={**os.environ, **KERNEL_ENV},
     )
