@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,18 @@ def progress_disabled(progress: bool) -> bool:
     if not isinstance(progress, bool):
         raise ValueError(f"progress must be a bool, got {progress!r}")
     return not progress or os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
+
+
+def progress_bar(iterable: Iterable[Any], *, desc: str, progress: bool = True) -> Iterable[Any]:
+    """``iterable`` with a tqdm progress bar (a widget in Jupyter), hidden as :func:`progress_disabled` says.
+
+    In Jupyter, tqdm's widget bar ignores ``TQDM_DISABLE``; chapters loop through this instead of ``tqdm``.
+    """
+    if not isinstance(desc, str):
+        raise ValueError(f"desc must be a string, got {desc!r}")
+    if not isinstance(iterable, Iterable):
+        raise ValueError(f"iterable must be iterable, got {type(iterable).__name__}")
+    return tqdm(iterable, desc=desc, disable=progress_disabled(progress))
 
 
 @dataclass

@@ -6,7 +6,7 @@ from torch import nn
 
 from ebmlib.losses import PersistentContrastiveDivergence, contrastive_divergence
 from ebmlib.samplers import ReplayBuffer, langevin
-from ebmlib.train import fit, progress_disabled, tensor_batches
+from ebmlib.train import fit, progress_bar, progress_disabled, tensor_batches
 
 
 class GaussianEnergy(nn.Module):
@@ -132,3 +132,5 @@ def test_progress_bars_hide_when_asked_or_when_tqdm_disable_is_set(progress, env
     fit(model, lambda m, x: m(x).pow(2).mean(), lambda: torch.randn(4, 2), n_iters=2,
         optimizer=torch.optim.SGD(model.parameters(), lr=0.1), progress=progress, desc="bar-under-test")
     assert ("bar-under-test" in capsys.readouterr().err) is not hidden
+    assert list(progress_bar([1, 2], desc="loop-under-test", progress=progress)) == [1, 2]
+    assert ("loop-under-test" in capsys.readouterr().err) is not hidden
