@@ -10,8 +10,9 @@ everything the run needs to continue (:mod:`ebmlib.checkpoint`) and, started aga
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,29 @@ from ebmlib.samplers.mixed import langevin_gibbs
 from ebmlib.utils import check_int, check_positive, check_probability, check_tensor
 
 LossFn = Callable[[nn.Module, Tensor], "Tensor | tuple[Tensor, dict[str, Tensor]]"]
+
+
+def progress_disabled(progress: bool) -> bool:
+    """Whether to hide a progress bar: when ``progress`` is false or the environment sets ``TQDM_DISABLE``.
+
+    tqdm reads ``TQDM_DISABLE`` only for bars that do not pass ``disable`` themselves; the library's bars pass
+    it, so they ask here. The book's builds set ``TQDM_DISABLE=1`` to keep progress bars out of the pages.
+    """
+    if not isinstance(progress, bool):
+        raise ValueError(f"progress must be a bool, got {progress!r}")
+    return not progress or os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
+
+
+def progress_bar(iterable: Iterable[Any], *, desc: str, progress: bool = True) -> Iterable[Any]:
+    """``iterable`` with a tqdm progress bar (a widget in Jupyter), hidden as :func:`progress_disabled` says.
+
+    In Jupyter, tqdm's widget bar ignores ``TQDM_DISABLE``; chapters loop through this instead of ``tqdm``.
+    """
+    if not isinstance(desc, str):
+        raise ValueError(f"desc must be a string, got {desc!r}")
+    if not isinstance(iterable, Iterable):
+        raise ValueError(f"iterable must be iterable, got {type(iterable).__name__}")
+    return tqdm(iterable, desc=desc, disable=progress_disabled(progress))
 
 
 @dataclass
@@ -178,7 +202,7 @@ def fit(
         Further objects with ``state_dict()`` and ``load_state_dict()`` to checkpoint, by name: e.g. a loss
         that ``loss_fn`` wraps, a learning-rate scheduler stepped by ``callback``, a recorder of results.
     progress
-        Show a tqdm progress bar.
+        Show a tqdm progress bar (unless the environment sets ``TQDM_DISABLE``, see :func:`progress_disabled`).
     desc
         Label of the progress bar.
     """
@@ -199,8 +223,8 @@ def fit(
         settings = {"ema_decay": ema_decay, "grad_clip": grad_clip, "log_every": log_every}
         checkpoint = _resume(Path(run_dir), result, n_iters, settings, model=model, optimizer=optimizer, ema=ema,
                              loss_fn=loss_fn, next_batch=next_batch, callback=callback, stateful=stateful)
-    bar = tqdm(range(result.resumed_from + 1, n_iters + 1), desc=desc, disable=not progress, mininterval=1.0,
-               initial=result.resumed_from, total=n_iters)
+    bar = tqdm(range(result.resumed_from + 1, n_iters + 1), desc=desc, disable=progress_disabled(progress),
+               mininterval=1.0, initial=result.resumed_from, total=n_iters)
     for iteration in bar:
         start = time.perf_counter()
         out = loss_fn(model, next_batch())
@@ -365,7 +389,7 @@ def compare_tstr(losses: dict[str, Any], train_rows: Tensor, test_rows: Tensor, 
     if model not in ("xgboost", "sklearn"):
         raise ValueError(f"model must be 'xgboost' or 'sklearn', got {model!r}")
     runs = {}
-    for name, loss in tqdm(losses.items(), desc="TSTR", disable=not progress):
+    for name, loss in tqdm(losses.items(), desc="TSTR", disable=progress_disabled(progress)):
         energy, seconds = train_mixed(loss, tensor_batches(train_rows, batch_size), n_numeric, n_classes,
                                       hidden=hidden, n_iters=n_iters, lr=lr, device=train_rows.device, desc=name,
                                       run_dir=None if run_dir is None else Path(run_dir) / name)

@@ -539,6 +539,10 @@ SPECS.update({
                                          {"real": "nan inf ndim int list", "fake": "nan inf ndim int list",
                                           "batch_size": COUNT}),
     # --- train ---
+    "ebmlib.train.progress_disabled": Spec(T.progress_disabled, lambda dt: dict(progress=True),
+                                           {"progress": "str none"}),
+    "ebmlib.train.progress_bar": Spec(T.progress_bar, lambda dt: dict(iterable=[1, 2], desc="bar", progress=False),
+                                      {"iterable": "notcallable", "desc": "none", "progress": "str"}),
     "ebmlib.train.tensor_batches": Spec(T.tensor_batches, lambda dt: dict(data=torch.randn(8, 2, dtype=dt),
                                                                           batch_size=4),
                                         {"data": "scalar list", "batch_size": COUNT + " huge"}),

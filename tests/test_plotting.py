@@ -50,3 +50,25 @@ def test_paper_vs_ours_table():
     assert table["this book"].tolist() == ["0.1235", "3"]
     with pytest.raises(ValueError, match="rows"):
         report.paper_vs_ours([{"experiment": "toy"}], scale="ci", hardware="CPU")
+
+
+def test_set_style_shows_figures_as_retina_pngs_in_jupyter():
+    """In an IPython shell (a Jupyter kernel, the book build) a figure displays as a PNG with twice the pixels
+    of the size it is shown at."""
+    import base64
+    import struct
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        plotting.set_style()
+        fig, ax = plt.subplots(figsize=(3, 2))
+        ax.plot([0, 1], [0, 1])
+        png, size = shell.display_formatter.formatters["image/png"](fig)
+        png = base64.b64decode(png) if isinstance(png, str) else png  # newer IPython hands over base64
+        width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR chunk
+        assert (width // 2, height // 2) == (size["width"], size["height"])  # shown at half its pixels
+        assert width > 500  # 3 inches at twice the style's 100 dpi, less the tight bounding box's trim
+    finally:
+        InteractiveShell.clear_instance()

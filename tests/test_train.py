@@ -6,7 +6,7 @@ from torch import nn
 
 from ebmlib.losses import PersistentContrastiveDivergence, contrastive_divergence
 from ebmlib.samplers import ReplayBuffer, langevin
-from ebmlib.train import fit, tensor_batches
+from ebmlib.train import fit, progress_bar, progress_disabled, tensor_batches
 
 
 class GaussianEnergy(nn.Module):
@@ -115,3 +115,22 @@ def test_fit_validates_arguments():
         fit(model, lambda m, x: m(x).mean(), lambda: torch.randn(4, 1), n_iters=0)
     with pytest.raises(ValueError, match="ema_decay"):
         fit(model, lambda m, x: m(x).mean(), lambda: torch.randn(4, 1), n_iters=1, ema_decay=1.5)
+
+
+@pytest.mark.parametrize(("progress", "env", "hidden"), [
+    (True, None, False), (False, None, True), (True, "1", True), (True, "0", False), (False, "0", True),
+])
+def test_progress_bars_hide_when_asked_or_when_tqdm_disable_is_set(progress, env, hidden, monkeypatch, capsys):
+    """Book builds set TQDM_DISABLE=1; the library's bars pass `disable` themselves, so tqdm alone would not
+    hide them."""
+    if env is None:
+        monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    else:
+        monkeypatch.setenv("TQDM_DISABLE", env)
+    assert progress_disabled(progress) is hidden
+    model = nn.Linear(2, 1)
+    fit(model, lambda m, x: m(x).pow(2).mean(), lambda: torch.randn(4, 2), n_iters=2,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1), progress=progress, desc="bar-under-test")
+    assert ("bar-under-test" in capsys.readouterr().err) is not hidden
+    assert list(progress_bar([1, 2], desc="loop-under-test", progress=progress)) == [1, 2]
+    assert ("loop-under-test" in capsys.readouterr().err) is not hidden

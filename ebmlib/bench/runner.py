@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ebmlib.bench.base import Task, check_task
 from ebmlib.bench.methods import METHODS, Method
 from ebmlib.fingerprint import describe_config
-from ebmlib.train import LossFn, fit
+from ebmlib.train import LossFn, fit, progress_disabled
 from ebmlib.utils import check_int, check_positive, check_probability, measure, seed_everything
 
 ROW_KEYS = ("task", "method", "seed", "checkpoint", "iteration", "seconds", "status", "metric", "value")
@@ -308,7 +308,7 @@ def compare_methods(task: Task, methods: Sequence[str], seeds: Sequence[int], bu
     folder = None if run_dir is None else Path(run_dir) / task.name
     pairs = [(name, seed) for name in methods for seed in seeds]
     rows: list[dict[str, Any]] = []
-    for name, seed in tqdm(pairs, desc=task.name, disable=not progress):
+    for name, seed in tqdm(pairs, desc=task.name, disable=progress_disabled(progress)):
         if folder is None:
             rows += run_method(task, name, seed, budget, ema_decay=ema_decay)
             continue
