@@ -310,27 +310,22 @@ def linear_warmup(optimizer: torch.optim.Optimizer, n_warmup: int) -> Callable[[
     return set_rate
 
 
-def train_classifier(
-    model: nn.Module, x: Tensor, y: Tensor, *, n_iters: int, batch_size: int = 128, lr: float = 1e-3
-) -> nn.Module:
+def train_classifier(model: nn.Module, x: Tensor, y: Tensor, *, n_iters: int, batch_size: int = 128, lr: float = 1e-3,
+                     run_dir: str | Path | None = None) -> nn.Module:
     """Fit ``model`` (logits) to images ``x`` ``(N, ...)`` and integer labels ``y`` ``(N,)`` by cross-entropy
-    with Adam; returns the model in eval mode."""
+    with Adam on random minibatches (:func:`~ebmlib.train.fit`, resumable in ``run_dir`` if given); returns the
+    model in eval mode."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_tensor(x, "x", min_ndim=2, floating=True)
     check_tensor(y, "y", shape=(x.shape[0],))
     if y.is_floating_point() or y.dtype == torch.bool or (y < 0).any():
         raise ValueError(f"y must hold integer class labels >= 0, got dtype {y.dtype}")
-    check_int(n_iters, "n_iters", minimum=1)
     check_int(batch_size, "batch_size", minimum=1)
-    optimizer = torch.optim.Adam(model.parameters(), lr=check_positive(lr, "lr"))
     model.train()
-    for _ in range(n_iters):
-        index = torch.randint(0, x.shape[0], (batch_size,), device=x.device)
-        loss = nn.functional.cross_entropy(model(x[index]), y[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    fit(model, lambda m, index: nn.functional.cross_entropy(m(x[index]), y[index]),
+        lambda: torch.randint(0, x.shape[0], (batch_size,), device=x.device), n_iters=n_iters, lr=lr,
+        log_every=n_iters, progress=False, desc="classifier", run_dir=run_dir)
     return model.eval()
 
 
@@ -370,8 +365,6 @@ def compare_tstr(losses: dict[str, Any], train_rows: Tensor, test_rows: Tensor, 
         Per loss name: ``model`` (EMA energy, eval mode), ``auc`` and ``auc_std`` (mean and standard deviation
         over draws), ``aucs``, ``seconds`` (training time) and ``synthetic`` (the last draw, on the CPU).
     """
-    from tqdm.auto import tqdm
-
     if not isinstance(losses, Mapping) or not losses or not all(callable(f) for f in losses.values()):
         raise ValueError(f"losses must map names to losses loss(energy, batch), got {losses!r}")
     n_classes = check_classes(n_classes)
@@ -389,7 +382,7 @@ def compare_tstr(losses: dict[str, Any], train_rows: Tensor, test_rows: Tensor, 
     if model not in ("xgboost", "sklearn"):
         raise ValueError(f"model must be 'xgboost' or 'sklearn', got {model!r}")
     runs = {}
-    for name, loss in tqdm(losses.items(), desc="TSTR", disable=progress_disabled(progress)):
+    for name, loss in progress_bar(losses.items(), desc="TSTR", progress=progress):
         energy, seconds = train_mixed(loss, tensor_batches(train_rows, batch_size), n_numeric, n_classes,
                                       hidden=hidden, n_iters=n_iters, lr=lr, device=train_rows.device, desc=name,
                                       run_dir=None if run_dir is None else Path(run_dir) / name)
