@@ -97,13 +97,18 @@ const gather = (mathjaxError) => {
 };
 const images = [...document.querySelectorAll("img")];
 images.forEach((img) => { img.loading = "eager"; });
-Promise.all(images.map((img) => img.decode().catch(() => null))).then(() => {
-  if (typeof window.MathJax === "undefined" || !window.MathJax.startup || !window.MathJax.startup.promise) {
+// MathJax is loaded asynchronously: give it up to 30 s to define its start-up promise before calling it missing.
+const started = Date.now();
+const whenMathJax = () => {
+  if (typeof window.MathJax !== "undefined" && window.MathJax.startup && window.MathJax.startup.promise) {
+    window.MathJax.startup.promise.then(() => gather(null), (e) => gather(String(e)));
+  } else if (Date.now() - started > 30000) {
     gather("MathJax did not load");
   } else {
-    window.MathJax.startup.promise.then(() => gather(null), (e) => gather(String(e)));
+    setTimeout(whenMathJax, 100);
   }
-});
+};
+Promise.all(images.map((img) => img.decode().catch(() => null))).then(whenMathJax);
 """
 
 
