@@ -101,3 +101,23 @@ def test_flow_ebm_loss_from_flow_starts_each_method_from_its_pool():
         FlowEBMLoss.from_flow("ula", flow, **common | dict(pool_size=0))
     with pytest.raises(ValueError, match="lr"):
         FlowEBMLoss.from_flow("nt", flow, **common | dict(lr=math.nan))
+
+
+def test_train_classifier_in_a_run_directory_returns_the_finished_run(tmp_path):
+    # Catches a classifier that is retrained (or trained differently) when its run directory already holds
+    # the finished run: a re-run chapter must get the same classifier back.
+    import torch
+
+    from ebmlib.train import train_classifier
+
+    x, y = torch.randn(64, 1, 8, 8), torch.randint(0, 3, (64,))
+
+    def trained(run_dir, seed):
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+        return train_classifier(model, x, y, n_iters=40, run_dir=run_dir).state_dict()
+
+    plain, first = trained(None, 1), trained(tmp_path / "run", 1)
+    again = trained(tmp_path / "run", 2)  # another seed: a retrained model would differ
+    for key in plain:
+        assert torch.equal(plain[key], first[key]) and torch.equal(first[key], again[key]), key
