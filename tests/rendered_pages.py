@@ -98,9 +98,14 @@ const gather = (mathjaxError) => {
 const images = [...document.querySelectorAll("img")];
 images.forEach((img) => { img.loading = "eager"; });
 // MathJax is loaded asynchronously: give it up to 30 s to define its start-up promise before calling it missing.
+// Sphinx adds MathJax only to pages with math; a page without both has nothing to wait for.
 const started = Date.now();
+const needsMathJax = document.querySelector("script[src*='mathjax' i]") !== null
+  || article.querySelector(".math") !== null;
 const whenMathJax = () => {
-  if (typeof window.MathJax !== "undefined" && window.MathJax.startup && window.MathJax.startup.promise) {
+  if (!needsMathJax) {
+    gather(null);
+  } else if (typeof window.MathJax !== "undefined" && window.MathJax.startup && window.MathJax.startup.promise) {
     window.MathJax.startup.promise.then(() => gather(null), (e) => gather(String(e)));
   } else if (Date.now() - started > 30000) {
     gather("MathJax did not load");
