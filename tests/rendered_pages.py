@@ -1,13 +1,13 @@
 """Read the built chapter pages in headless Chromium, as a reader does, and list what a reader would trip over.
 
 :func:`page_problems` loads one page of a built book (served over HTTP from its ``html`` folder), waits for
-MathJax, and returns one message per problem: math that MathJax did not typeset or typeset with an error, a
-table wider than the text column, an image outside a captioned figure or below retina resolution, other than
-one search box, progress-bar residue (widget outputs or
-tqdm text), a "nan" table cell, a Markdown table printed as text, a missing claims table, or a Colab link that
-does not open the chapter's ``.ipynb``. ``tests/test_notebooks.py`` runs it on every chapter of the ``ci``
-build; run it on any other build (for instance ``make book``'s, built with the local MathJax of
-``sphinx-mathjax-offline``) with ``python tests/rendered_pages.py _build/html``.
+MathJax, and returns one message per problem: math that MathJax did not typeset or typeset with an error, a table
+or display formula wider than the text column, an image outside a captioned figure or below retina resolution,
+other than one search box, progress-bar residue (widget outputs or tqdm text), a "nan" table cell, a Markdown table
+printed as text, a missing claims table, or a Colab link that does not open the chapter's ``.ipynb``.
+``tests/test_notebooks.py`` runs it on every chapter of the ``ci`` build; run it on any other build (for instance
+``make book``'s, built with the local MathJax of ``sphinx-mathjax-offline``) with ``python tests/rendered_pages.py
+_build/html``.
 
 The browser is the system's Chromium and its driver (Debian's ``chromium`` and ``chromium-driver``, which
 ``.ci/run`` installs); nothing is downloaded.
@@ -44,6 +44,14 @@ const gather = (mathjaxError) => {
     wide_tables: [...article.querySelectorAll("table")].map((t) => [t, t.getBoundingClientRect().width])
       .filter(([t, w]) => w > column + 1)
       .map(([t, w]) => `${Math.round(w)} px: ${describe(t.querySelector("caption, thead, tr") || t)}`),
+    // Display math wider than the column is cut off or scrolls; the TeX source names it.
+    wide_math: [...article.querySelectorAll("mjx-container[display='true']")]
+      .filter((m) => m.scrollWidth > m.clientWidth + 1
+                     || (m.querySelector("mjx-math") || m).getBoundingClientRect().width > column + 1)
+      .map((m) => { let tex = "";
+                    try { tex = MathJax.startup.document.getMathItemsWithin(m)[0].math; } catch (e) { tex = ""; }
+                    return `${Math.round((m.querySelector("mjx-math") || m).getBoundingClientRect().width)} px: `
+                           + tex.trim().replace(/\s+/g, " ").slice(0, 80); }),
     // Retina PNG (twice the pixels of its place on the page) or SVG; the Colab badge is the one exception.
     low_res_images: [...article.querySelectorAll("img")]
       .filter((img) => !img.closest("a[href^='https://colab.research.google.com/']") && !/\.svg/.test(img.src))
@@ -174,6 +182,8 @@ def page_problems(chrome, url: str, stem: str, *, chapter: bool = True) -> list[
         problems.append(f"TeX shown as source: {text!r}")
     for table in facts["wide_tables"]:
         problems.append(f"table wider than the text column ({round(facts['column_width'])} px): {table}")
+    for formula in facts["wide_math"]:
+        problems.append(f"display formula wider than the text column ({round(facts['column_width'])} px): {formula}")
     for image in facts["low_res_images"]:
         problems.append(f"image below retina resolution (2 pixels per CSS pixel): {image}")
     if facts["search_boxes"] != 1:
