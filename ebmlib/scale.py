@@ -46,13 +46,17 @@ def smoke_run() -> bool:
     return value == "1"
 
 
-def smoke_cap(settings: Mapping[str, Any], caps: Mapping[str, int]) -> dict[str, Any]:
+def smoke_cap(
+    settings: Mapping[str, Any], caps: Mapping[str, int], first: Mapping[str, int] | None = None
+) -> dict[str, Any]:
     """``settings`` with each entry named in ``caps`` lowered to at most its cap in the smoke run.
 
     Outside the smoke run the settings are returned unchanged (as a new dict). Only counts of work — training
-    iterations, sampler steps, chain lengths — belong in ``caps``; shapes stay as they are, so the smoke run
-    allocates what ``full`` allocates. A setting that is a tuple of counts (a schedule such as the iterations
-    at which to take snapshots) has each entry capped, repeated entries dropped.
+    iterations, sampler steps, chain lengths, evaluation chunks — belong in ``caps``; the shapes of one step
+    stay as they are, so the smoke run allocates what ``full`` allocates. A setting that is a tuple of counts
+    (a schedule such as the iterations at which to take snapshots) has each entry capped, repeated entries
+    dropped. ``first`` names settings that list repetitions of one code path (the toys or seeds an experiment
+    loops over): the smoke run keeps only their first entries, since the others run the same code.
 
     Examples
     --------
@@ -61,17 +65,23 @@ def smoke_cap(settings: Mapping[str, Any], caps: Mapping[str, int]) -> dict[str,
     """
     if not isinstance(settings, Mapping):
         raise ValueError(f"settings must be a mapping, got {type(settings).__name__}")
-    if not isinstance(caps, Mapping):
-        raise ValueError(f"caps must be a mapping of setting names to counts, got {type(caps).__name__}")
-    unknown = sorted(set(caps) - set(settings))
-    if unknown:
-        raise ValueError(f"caps names settings that do not exist: {unknown}")
-    for name, cap in caps.items():
-        check_int(cap, f"caps[{name!r}]", minimum=1)
+    first = {} if first is None else first
+    for label, counts in (("caps", caps), ("first", first)):
+        if not isinstance(counts, Mapping):
+            raise ValueError(f"{label} must be a mapping of setting names to counts, got {type(counts).__name__}")
+        unknown = sorted(set(counts) - set(settings))
+        if unknown:
+            raise ValueError(f"{label} names settings that do not exist: {unknown}")
+        for name, cap in counts.items():
+            check_int(cap, f"{label}[{name!r}]", minimum=1)
+    for name in caps:
         value = settings[name]
         counts = value if isinstance(value, (tuple, list)) else (value,)
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
             raise ValueError(f"caps[{name!r}]: settings[{name!r}] must be a count or a tuple of counts, got {value!r}")
+    for name in first:
+        if not isinstance(settings[name], (tuple, list)):
+            raise ValueError(f"first[{name!r}]: settings[{name!r}] must be a tuple or list, got {settings[name]!r}")
     capped = dict(settings)
     if smoke_run():
         for name, cap in caps.items():
@@ -80,6 +90,8 @@ def smoke_cap(settings: Mapping[str, Any], caps: Mapping[str, int]) -> dict[str,
                 capped[name] = type(value)(dict.fromkeys(min(v, cap) for v in value))
             else:
                 capped[name] = min(value, cap)
+        for name, n in first.items():
+            capped[name] = capped[name][:n]
     return capped
 
 

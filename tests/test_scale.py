@@ -62,6 +62,21 @@ def test_smoke_cap_caps_each_entry_of_a_schedule(monkeypatch):
         smoke_cap({"lr": 1e-3}, {"lr": 1})
 
 
+def test_smoke_cap_keeps_the_first_repetitions_only_in_the_smoke_run(monkeypatch):
+    settings = {"toys": ("moons", "rings", "pinwheel"), "seeds": (0, 1, 2), "n_iters": 100}
+    monkeypatch.delenv("EBMLIB_SMOKE", raising=False)
+    assert smoke_cap(settings, {"n_iters": 5}, first={"toys": 1, "seeds": 2}) == settings
+    monkeypatch.setenv("EBMLIB_SMOKE", "1")
+    assert smoke_cap(settings, {"n_iters": 5}, first={"toys": 1, "seeds": 2}) == {
+        "toys": ("moons",), "seeds": (0, 1), "n_iters": 5}
+    with pytest.raises(ValueError, match="first"):
+        smoke_cap(settings, {}, first={"n_iters": 1})  # not a list of repetitions
+    with pytest.raises(ValueError, match="first"):
+        smoke_cap(settings, {}, first={"toy": 1})
+    with pytest.raises(ValueError, match="first"):
+        smoke_cap(settings, {}, first={"toys": 0})
+
+
 def test_smoke_data_feeds_the_real_loaders_files_of_the_published_shapes(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("EBMLIB_DATA", str(tmp_path))  # restored after the test, as are the registry entries
     for dataset in ("mnist", "adult", "citeseer"):
