@@ -68,9 +68,13 @@ test-notebooks: $(STAMP)
 
 # The full-shape smoke run: each chapter at SCALE=full with EBMLIB_SMOKE=1 (full dimensions, networks, batch,
 # buffer and sample sizes; iterations and chain lengths capped; fixture files instead of downloads), with its
-# time, peak memory and checkpoint sizes in a table and in _build/smoke/report.json.
+# time, peak memory and checkpoint sizes in a table and in _build/smoke/report.json. Two chapters at a time, one
+# thread each (SMOKE_JOBS=1: one after the other, each on every core).
+SMOKE_JOBS ?= 2
 test-full-smoke: $(STAMP)
-	$(BIN)/python tests/smoke.py
+	@start=$$(date +%s); \
+	$(BIN)/python tests/smoke.py --jobs $(SMOKE_JOBS); \
+	echo "make test-full-smoke took $$(( $$(date +%s) - start )) s"
 
 lint: $(STAMP)
 	$(BIN)/ruff check ebmlib tests

@@ -7,9 +7,10 @@ variables change how a chapter runs without editing it:
 ``EBMLIB_SCALE``
     The default of ``SCALE`` (``book`` when unset).
 ``EBMLIB_SMOKE``
-    ``1`` for the smoke run: a chapter at ``full`` keeps every shape of its ``full`` settings (dimensions,
-    networks, batch sizes, buffer, chain and sample counts) but caps its iteration counts and chain lengths
-    (:func:`~ebmlib.scale.smoke_cap`), so that every ``full`` code path runs in minutes on a CPU.
+    ``1`` for the smoke run: a chapter at ``full`` keeps the shapes of every step of its ``full`` settings
+    (dimensions, networks, batch sizes, buffer and chain counts, evaluation chunks) but caps repeated work —
+    iteration counts, chain lengths, the toys or seeds an experiment loops over, chunked evaluation sample counts
+    (:func:`~ebmlib.scale.smoke_cap`) — so that every ``full`` code path runs in minutes on a CPU.
 ``EBMLIB_RUNS``
     The folder holding the run directories of resumable training (:func:`~ebmlib.scale.run_dir`); default
     ``runs`` inside the data cache (:func:`~ebmlib.data.data_home`).

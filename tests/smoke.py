@@ -9,8 +9,10 @@ size (:func:`ebmlib.scale.smoke_data`). Training at ``full`` writes resumable ch
 are found afterwards and their checkpoints measured: size on disk, and the time one save of that state takes
 (:func:`ebmlib.checkpoint.save_checkpoint`, the atomic write ``fit`` uses, best of three).
 
-Usage: ``python tests/smoke.py [chapter ...]`` (default: every chapter whose notebook reads ``EBMLIB_SMOKE``).
-Prints a table and writes ``_build/smoke/report.json``; exits non-zero if a chapter failed.
+Usage: ``python tests/smoke.py [--jobs N] [chapter ...]`` (default: one chapter at a time, every chapter whose
+notebook reads ``EBMLIB_SMOKE``). With ``--jobs 2`` two chapters run side by side, each kernel on one thread
+(``OMP_NUM_THREADS=1``), as ``.ci/run`` does on its two cores; each chapter's time is then its time beside
+another. Prints a table and writes ``_build/smoke/report.json``; exits non-zero if a chapter failed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +42,8 @@ def chapters() -> list[str]:
 def run_one(chapter: str) -> dict:
     """Execute one chapter in a child process; return its time, peak memory and checkpoints."""
     tmp = Path(tempfile.mkdtemp(prefix=f"ebm-smoke-{chapter}-"))
-    env = dict(os.environ, EBMLIB_SMOKE="1", EBMLIB_SCALE="full", TMPDIR=str(tmp), MPLBACKEND="Agg")
+    env = dict(os.environ, EBMLIB_SMOKE="1", EBMLIB_SCALE="full", TMPDIR=str(tmp), MPLBACKEND="Agg",
+               TQDM_DISABLE="1")
     env.pop("EBMLIB_MNIST", None)
     env.pop("EBMLIB_ADULT", None)
     command = [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{chapter}.ipynb"), str(OUT / f"{chapter}.ipynb"),
@@ -76,25 +80,44 @@ def checkpoints(tmp: Path) -> list[dict]:
     return rows
 
 
+def run_isolated(chapter: str, threads: int | None) -> dict:
+    """:func:`run_one` in a fresh interpreter (``RUSAGE_CHILDREN`` is a running maximum over all children)."""
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}))
+    out = subprocess.run([sys.executable, __file__, "--one", chapter], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        return {"chapter": chapter, "ok": False, "error": out.stderr[-3000:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def print_row(row: dict) -> None:
+    biggest = max(row.get("checkpoints", []), key=lambda c: c["mb"], default=None)
+    print(f"{row['chapter']:24s} {'ok' if row['ok'] else 'FAILED':6s} {row.get('seconds', 0):7.1f} s "
+          f"{row.get('peak_rss_mb', 0):6d} MB peak RSS  {len(row.get('checkpoints', []))} checkpoints"
+          + (f", largest {biggest['experiment']} {biggest['mb']} MB saved in {biggest['save_seconds']} s"
+             if biggest else ""), flush=True)
+    if not row["ok"]:
+        print(row.get("error", ""), file=sys.stderr)
+
+
 def main(argv: list[str]) -> int:
+    jobs = 1
+    if argv[:1] == ["--jobs"]:
+        if len(argv) < 2 or not argv[1].isdigit() or int(argv[1]) < 1:
+            raise ValueError(f"--jobs needs a positive number of chapters to run at once, got {argv[1:2]}")
+        jobs, argv = int(argv[1]), argv[2:]
     names = argv or chapters()
     OUT.mkdir(parents=True, exist_ok=True)
-    report = []
-    for chapter in names:
-        # A fresh interpreter per chapter: RUSAGE_CHILDREN is a running maximum over all children.
-        out = subprocess.run([sys.executable, __file__, "--one", chapter], capture_output=True, text=True)
-        row = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {
-            "chapter": chapter, "ok": False, "error": out.stderr[-3000:]}
-        report.append(row)
-        biggest = max(row.get("checkpoints", []), key=lambda c: c["mb"], default=None)
-        print(f"{chapter:24s} {'ok' if row['ok'] else 'FAILED':6s} {row.get('seconds', 0):7.1f} s "
-              f"{row.get('peak_rss_mb', 0):6d} MB peak RSS  {len(row.get('checkpoints', []))} checkpoints"
-              + (f", largest {biggest['experiment']} {biggest['mb']} MB saved in {biggest['save_seconds']} s"
-                 if biggest else ""), flush=True)
-        if not row["ok"]:
-            print(row.get("error", ""), file=sys.stderr)
-    (OUT / "report.json").write_text(json.dumps(report, indent=1))
-    print(f"total {sum(r.get('seconds', 0) for r in report):.0f} s; report in {OUT / 'report.json'}")
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(run_isolated, chapter, 1 if jobs > 1 else None) for chapter in names]
+        report = []
+        for future in futures:
+            report.append(future.result())
+            print_row(report[-1])
+    wall = time.perf_counter() - start
+    (OUT / "report.json").write_text(json.dumps({"jobs": jobs, "wall_seconds": round(wall, 1), "chapters": report},
+                                                indent=1))
+    print(f"{len(names)} chapters, {jobs} at a time, in {wall:.0f} s; report in {OUT / 'report.json'}")
     return 0 if all(r["ok"] for r in report) else 1
 
 
