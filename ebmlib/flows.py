@@ -25,8 +25,11 @@ from ebmlib.utils import check_int, check_positive, check_tensor
 class AffineCoupling(nn.Module):
     r"""One affine coupling layer: the coordinates where ``mask = 1`` condition an affine map of the others,
 
-    .. math:: x = m \odot z + (1 - m) \odot \big(z\, e^{s(m \odot z)} + t(m \odot z)\big),
-              \qquad \log|\det J| = \textstyle\sum_i (1 - m_i)\, s_i(m \odot z).
+    .. math::
+
+        x = m \odot z + (1 - m) \odot \big(z\, e^{s(m \odot z)} + t(m \odot z)\big),
+
+        \log|\det J| = \textstyle\sum_i (1 - m_i)\, s_i(m \odot z).
 
     The log-scale is soft-clamped, ``s = c \tanh(h / c)``, so a few large steps cannot make the map blow up.
     The last linear layer of the scale/shift network is zero, so the layer starts as the identity.

@@ -187,7 +187,8 @@ def rmwggis(
     .. math::
 
         \hat J_{\text{unbiased}} = \sum_{k=1}^s \frac{e^{2(E(x) - E(x_{-i_k}))}}{s\,\tilde n_{i_k}}
-        \quad\text{(eq. 7)}, \qquad
+        \quad\text{(eq. 7)},
+
         \hat J_{\text{biased}} = \sum_{k=1}^s e^{2(E(x) - E(x_{-i_k}))} \quad\text{(eq. 12)},
 
     averaged over the batch. The unbiased terms are formed in log space, ``exp(2Δ - log ñ - log s)``, so a
