@@ -53,10 +53,10 @@ def smoke_cap(
     """``settings`` with each entry named in ``caps`` lowered to at most its cap in the smoke run.
 
     Outside the smoke run the settings are returned unchanged (as a new dict). Only counts of work — training
-    iterations, sampler steps, chain lengths, evaluation chunks — belong in ``caps``; the shapes of one step
-    stay as they are, so the smoke run allocates what ``full`` allocates. A setting that is a tuple of counts
-    (a schedule such as the iterations at which to take snapshots) has each entry capped, repeated entries
-    dropped. ``first`` names settings that list repetitions of one code path (the toys or seeds an experiment
+    iterations, sampler steps, chain lengths, warm-up steps (a cap may be 0), evaluation chunks — belong in
+    ``caps``; the shapes of one step stay as they are, so the smoke run allocates what ``full`` allocates. A
+    setting that is a tuple of counts (a schedule such as the iterations at which to take snapshots) has each
+    entry capped, repeated entries dropped. ``first`` names settings that list repetitions of one code path (the toys or seeds an experiment
     loops over): the smoke run keeps only their first entries, since the others run the same code.
 
     Examples
@@ -73,8 +73,8 @@ def smoke_cap(
         unknown = sorted(set(counts) - set(settings))
         if unknown:
             raise ValueError(f"{label} names settings that do not exist: {unknown}")
-        for name, cap in counts.items():
-            check_int(cap, f"{label}[{name!r}]", minimum=1)
+        for name, cap in counts.items():  # a cap may be 0 (no warm-up step); `first` keeps at least one entry
+            check_int(cap, f"{label}[{name!r}]", minimum=0 if label == "caps" else 1)
     for name in caps:
         value = settings[name]
         counts = value if isinstance(value, (tuple, list)) else (value,)

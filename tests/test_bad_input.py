@@ -619,9 +619,9 @@ SPECS.update({
         graphs=_graphs()[:2], axes=plt.subplots(1, 2)[1], seed=0),
         {"graphs": "seqstr", "axes": "object", "seed": "negative frac str"}),
     "ebmlib.bench.bench_rmwggis": Spec(bench.bench_rmwggis, lambda dt: dict(
-        dims=(4,), batch_size=2, device="cpu", repeats=1, n_samples=2, chunk_size=4),
+        dims=(4,), batch_size=2, device="cpu", repeats=1, n_samples=2, chunk_size=4, warmup=0),
         {"dims": "empty seqneg seqstr", "batch_size": COUNT, "device": "choice", "repeats": COUNT,
-         "n_samples": COUNT, "chunk_size": COUNT}),
+         "n_samples": COUNT, "chunk_size": COUNT, "warmup": NONNEG}),
     "ebmlib.bench.format_table": Spec(bench.format_table, lambda dt: dict(rows=bench.paper_table2_rows()),
                                       {"rows": "empty seqstr"}),
 })

@@ -30,7 +30,7 @@ def test_smoke_switch_and_caps_refuse_bad_values(monkeypatch):
     with pytest.raises(ValueError, match="n_itres"):
         smoke_cap({"n_iters": 5}, {"n_itres": 3})
     with pytest.raises(ValueError, match="caps"):
-        smoke_cap({"n_iters": 5}, {"n_iters": 0})
+        smoke_cap({"n_iters": 5}, {"n_iters": -1})
 
 
 def test_run_dirs_only_at_full_scale_and_fresh_in_the_smoke_run(monkeypatch, tmp_path):
