@@ -162,6 +162,19 @@ def serve(folder: Path) -> Iterator[str]:
         server.server_close()
 
 
+# The facts that list offending items, and the message for each item ({column}: the text column's width in px).
+ITEM_PROBLEMS = (
+    ("raw_tex", "TeX shown as source: {0!r}"),
+    ("wide_tables", "table wider than the text column ({column} px): {0}"),
+    ("wide_math", "display formula wider than the text column ({column} px): {0}"),
+    ("low_res_images", "image below retina resolution (2 pixels per CSS pixel): {0}"),
+    ("loose_images", "image outside a captioned figure: {0}"),
+    ("tqdm_text", "progress-bar residue: tqdm text {0!r}"),
+    ("nan_cells", "'nan' table cell: {0}"),
+    ("markdown_tables", "Markdown table printed as text: {0!r}"),
+)
+
+
 def page_problems(chrome, url: str, stem: str, *, chapter: bool = True) -> list[str]:
     """Every problem a reader would see on the page ``url``, one message each.
 
@@ -178,27 +191,14 @@ def page_problems(chrome, url: str, stem: str, *, chapter: bool = True) -> list[
                         f"first {facts['math_untypeset'][:3]}")
     if facts["math_errors"]:
         problems.append(f"MathJax: errors in formulas: {facts['math_errors'][:5]}")
-    for text in facts["raw_tex"]:
-        problems.append(f"TeX shown as source: {text!r}")
-    for table in facts["wide_tables"]:
-        problems.append(f"table wider than the text column ({round(facts['column_width'])} px): {table}")
-    for formula in facts["wide_math"]:
-        problems.append(f"display formula wider than the text column ({round(facts['column_width'])} px): {formula}")
-    for image in facts["low_res_images"]:
-        problems.append(f"image below retina resolution (2 pixels per CSS pixel): {image}")
+    column = round(facts["column_width"])
+    for key, message in ITEM_PROBLEMS:
+        problems += [message.format(item, column=column) for item in facts[key]]
     if facts["search_boxes"] != 1:
         problems.append(f"{facts['search_boxes']} search boxes on the page, not one")
-    for image in facts["loose_images"]:
-        problems.append(f"image outside a captioned figure: {image}")
     if facts["widgets"] or facts["widget_manager"]:
         problems.append(f"progress-bar residue: {facts['widgets']} widget outputs, widget manager "
                         f"{facts['widget_manager']}")
-    for text in facts["tqdm_text"]:
-        problems.append(f"progress-bar residue: tqdm text {text!r}")
-    for cell in facts["nan_cells"]:
-        problems.append(f"'nan' table cell: {cell}")
-    for text in facts["markdown_tables"]:
-        problems.append(f"Markdown table printed as text: {text!r}")
     if not chapter:
         return problems
     number = int(stem[:2]) if stem[:2].isdigit() else 0
