@@ -35,7 +35,7 @@ OUT = ROOT / "_build" / "smoke"
 
 
 # The longest chapters first (as measured), so that two workers finish close together.
-LONGEST_FIRST = ("03_energy_discrepancy", "01_ratio_matching", "06_which_method", "02_joint_mixed", "05_noise_free")
+LONGEST_FIRST = ("03_energy_discrepancy", "01_ratio_matching", "05_noise_free", "02_joint_mixed", "06_which_method")
 
 
 def chapters() -> list[str]:
@@ -73,14 +73,15 @@ def checkpoints(tmp: Path) -> list[dict]:
 
     torch.set_num_threads(1)
     rows = []
-    for path in sorted(tmp.glob(f"ebmlib-smoke-runs-*/*/*/{CHECKPOINT_NAME}")):
+    for path in sorted(tmp.glob(f"ebmlib-smoke-runs-*/**/{CHECKPOINT_NAME}")):  # nested too: compare_tstr's per loss
         state = load_checkpoint(path)
         times = []
         for _ in range(3):
             start = time.perf_counter()
             save_checkpoint(tmp / "resave.pt", state)
             times.append(time.perf_counter() - start)
-        rows.append({"experiment": f"{path.parent.parent.name}/{path.parent.name}",
+        runs = next(p for p in path.parents if p.name.startswith("ebmlib-smoke-runs-"))
+        rows.append({"experiment": path.parent.relative_to(runs).as_posix(),
                      "mb": round(path.stat().st_size / 1e6, 2), "save_seconds": round(min(times), 3)})
     return rows
 
