@@ -73,15 +73,16 @@ def checkpoints(tmp: Path) -> list[dict]:
 
     torch.set_num_threads(1)
     rows = []
-    for path in sorted(tmp.glob(f"ebmlib-smoke-runs-*/**/{CHECKPOINT_NAME}")):  # nested too: compare_tstr's per loss
+    # rglob: run directories may nest (compare_tstr keeps one per loss inside its own)
+    found = [(home, path) for home in tmp.glob("ebmlib-smoke-runs-*") for path in home.rglob(CHECKPOINT_NAME)]
+    for home, path in sorted(found):
         state = load_checkpoint(path)
         times = []
         for _ in range(3):
             start = time.perf_counter()
             save_checkpoint(tmp / "resave.pt", state)
             times.append(time.perf_counter() - start)
-        runs = next(p for p in path.parents if p.name.startswith("ebmlib-smoke-runs-"))
-        rows.append({"experiment": path.parent.relative_to(runs).as_posix(),
+        rows.append({"experiment": path.parent.relative_to(home).as_posix(),
                      "mb": round(path.stat().st_size / 1e6, 2), "save_seconds": round(min(times), 3)})
     return rows
 

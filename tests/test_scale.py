@@ -98,16 +98,13 @@ def test_smoke_data_feeds_the_real_loaders_files_of_the_published_shapes(monkeyp
 
 
 def test_smoke_report_finds_nested_run_directories(tmp_path):
-    import importlib.util
+    from smoke import checkpoints
 
     from ebmlib.checkpoint import CHECKPOINT_NAME, save_checkpoint
 
-    spec = importlib.util.spec_from_file_location("smoke", Path(__file__).with_name("smoke.py"))
-    smoke = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(smoke)
     runs = tmp_path / "ebmlib-smoke-runs-abc" / "03_ch"
     for experiment in ("toy-CD", "tstr-adult/TabCD"):  # compare_tstr keeps one run per loss inside its run_dir
         save_checkpoint(runs / experiment / CHECKPOINT_NAME, {"w": torch.zeros(10)})
-    found = smoke.checkpoints(tmp_path)
+    found = checkpoints(tmp_path)
     assert [row["experiment"] for row in found] == ["03_ch/toy-CD", "03_ch/tstr-adult/TabCD"]
     assert all(row["mb"] >= 0 and row["save_seconds"] >= 0 for row in found)
