@@ -16,11 +16,12 @@ export EBMLIB_SCALE
 
 STAMP := $(VENV)/.installed
 
-.PHONY: help install book book-fresh test test-unit test-notebooks test-full-smoke sync lint clean
+.PHONY: help install book book-fresh profile test test-unit test-notebooks test-full-smoke sync lint clean
 
 help:
 	@echo "make book        execute the notebooks (cached) and build the HTML into _build/html"
 	@echo "make book-fresh  the same, re-executing every notebook (after changing ebmlib)"
+	@echo "make profile     re-execute every chapter and rewrite the table of the slowest cells in book/setup.md"
 	@echo "make test        unit tests + notebooks at ci scale + pairing check + book build with -W"
 	@echo "make test-full-smoke  every chapter with its full shapes but a handful of iterations (CPU)"
 	@echo "make lint        ruff on ebmlib and tests"
@@ -38,15 +39,29 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# jupyter-cache keys on code cells only: a change of scale must not reuse another scale's outputs.
-# TQDM_DISABLE=1 keeps progress bars out of the pages; a person running a notebook still sees them.
+# Chapters side by side: tests/execute_chapters.py executes every chapter missing from Jupyter Book's execution
+# cache, BOOK_JOBS at a time (default: one per core), each kernel on cores / BOOK_JOBS threads, and stores it in
+# that cache with its cell times (_build/profile); jupyter-book then finds every chapter cached and only renders.
+# BOOK_JOBS=1 executes one chapter at a time on every core. jupyter-cache keys on code cells only: a change of
+# scale must not reuse another scale's outputs. TQDM_DISABLE=1 keeps progress bars out of the pages.
+BOOK_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+export BOOK_JOBS
 book: $(STAMP)
 	@start=$$(date +%s); \
 	mkdir -p _build; \
 	if [ "$$(cat _build/.scale 2>/dev/null)" != "$(EBMLIB_SCALE)" ]; then rm -rf _build/.jupyter_cache; fi; \
 	echo "$(EBMLIB_SCALE)" > _build/.scale; \
+	TQDM_DISABLE=1 $(BIN)/python tests/execute_chapters.py --jobs $(BOOK_JOBS); \
 	TQDM_DISABLE=1 $(BIN)/jupyter-book build . --builder html -n -W --keep-going; \
 	echo "Book built in $$(( $$(date +%s) - start )) s (EBMLIB_SCALE=$(EBMLIB_SCALE)): open _build/html/index.html"
+
+# Re-execute every chapter (side by side, as make book does) and rewrite the table of the slowest cells in
+# book/setup.md from the cell times just recorded.
+profile: $(STAMP)
+	@mkdir -p _build; \
+	if [ "$$(cat _build/.scale 2>/dev/null)" != "$(EBMLIB_SCALE)" ]; then rm -rf _build/.jupyter_cache; fi; \
+	echo "$(EBMLIB_SCALE)" > _build/.scale; \
+	TQDM_DISABLE=1 $(BIN)/python tests/execute_chapters.py --jobs $(BOOK_JOBS) --profile --table book/setup.md
 
 book-fresh: $(STAMP)
 	rm -rf _build/.jupyter_cache

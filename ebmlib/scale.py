@@ -56,8 +56,9 @@ def smoke_cap(
     iterations, sampler steps, chain lengths, warm-up steps (a cap may be 0), evaluation chunks — belong in
     ``caps``; the shapes of one step stay as they are, so the smoke run allocates what ``full`` allocates. A
     setting that is a tuple of counts (a schedule such as the iterations at which to take snapshots) has each
-    entry capped, repeated entries dropped. ``first`` names settings that list repetitions of one code path (the toys or seeds an experiment
-    loops over): the smoke run keeps only their first entries, since the others run the same code.
+    entry capped, repeated entries dropped. ``first`` names settings that list repetitions of one code path (the
+    toys or seeds an experiment loops over): the smoke run keeps only their first entries, since the others run the
+    same code.
 
     Examples
     --------

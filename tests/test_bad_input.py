@@ -110,6 +110,10 @@ def _rows(dt, n=40):
     return torch.cat([x, c, torch.randint(0, 3, (n, 1)).to(dt)], 1)
 
 
+def _ensemble():
+    return NN.Ensemble([NN.MLPEnergy(2, 4, 1) for _ in range(2)])
+
+
 def _joint_noise(dt):
     return S.JointNoise(torch.zeros(1, dtype=dt), torch.ones(1, dtype=dt), [torch.full((2,), 0.5, dtype=dt)])
 
@@ -320,6 +324,55 @@ SPECS.update({
     # MLPEnergy, IsingEnergy, GraphEnergy and MixedEnergy accept integer states (cast to their parameters' dtype)
     "ebmlib.nets.MLPEnergy.forward": Spec(lambda x: NN.MLPEnergy(2, 4, 1)(x), lambda dt: dict(x=torch.randn(3, 2)),
                                           {"x": "cols scalar list"}),
+    "ebmlib.nets.MLPEnergy.first_layer": Spec(lambda x: NN.MLPEnergy(2, 4, 1).first_layer(x),
+                                              lambda dt: dict(x=torch.randn(3, 2)), {"x": "cols scalar list"}),
+    "ebmlib.nets.MLPEnergy.head": Spec(lambda h: NN.MLPEnergy(2, 4, 1).head(h),
+                                       lambda dt: dict(h=torch.randn(3, 4)), {"h": "ndim flat int list"}),
+    "ebmlib.nets.Ensemble": Spec(NN.Ensemble, lambda dt: dict(members=[NN.MLPEnergy(2, 4, 1) for _ in range(2)]),
+                                 {"members": "empty object seqstr"}),
+    "ebmlib.nets.Ensemble.forward": Spec(lambda x: _ensemble()(x), lambda dt: dict(x=torch.randn(4, 2)),
+                                         {"x": "rows cols scalar list"}),
+    "ebmlib.nets.Ensemble.member": Spec(lambda k: _ensemble().member(k), lambda dt: dict(k=1),
+                                        {"k": "negative huge frac str"}),
+    "ebmlib.nets.Ensemble.stacked": Spec(lambda name: _ensemble().stacked(name), lambda dt: dict(name="mlp.net.0.bias"),
+                                         {"name": "choice none"}),
+    "ebmlib.nets.Ensemble.clip_grad_norm_": Spec(lambda max_norm: _ensemble().clip_grad_norm_(max_norm),
+                                                 lambda dt: dict(max_norm=1.0), {"max_norm": STEP}),
+    "ebmlib.train.MemberStreams": Spec(T.MemberStreams, lambda dt: dict(seeds=[0, 1], device="cpu"),
+                                       {"seeds": "empty seqneg seqstr", "device": "choice"}),
+    "ebmlib.train.MemberStreams.generator": Spec(lambda k, device: T.MemberStreams([0, 1]).generator(k, device),
+                                                 lambda dt: dict(k=1, device=torch.device("cpu")),
+                                                 {"device": "object"}),
+    "ebmlib.train.MemberStreams.use": Spec(lambda k: T.MemberStreams([0, 1]).use(k).__enter__(), lambda dt: dict(k=1),
+                                           {"k": "negative huge frac str"}),
+    "ebmlib.train.MemberStreams.build": Spec(lambda make: T.MemberStreams([0, 1]).build(make),
+                                             lambda dt: dict(make=lambda: NN.MLPEnergy(2, 4, 1)),
+                                             {"make": "notcallable"}),
+    "ebmlib.train.MemberStreams.batches": Spec(lambda next_batches: T.MemberStreams([0, 1]).batches(next_batches),
+                                               lambda dt: dict(next_batches=[lambda: torch.zeros(2, 2)] * 2),
+                                               {"next_batches": "empty object"}),
+    "ebmlib.train.MemberStreams.loss": Spec(lambda loss_fn: T.MemberStreams([0, 1]).loss(loss_fn),
+                                            lambda dt: dict(loss_fn=L.ratio_matching), {"loss_fn": "notcallable"}),
+    "ebmlib.train.MemberStreams.load_state_dict": Spec(lambda state: T.MemberStreams([0, 1]).load_state_dict(state),
+                                                       lambda dt: dict(state=T.MemberStreams([0, 1]).state_dict()),
+                                                       {"state": "object none"}),
+    "ebmlib.train.MemberBatches": Spec(T.MemberBatches, lambda dt: dict(
+        streams=T.MemberStreams([0, 1]), next_batches=[lambda: torch.zeros(2, 2)] * 2),
+        {"next_batches": "empty object"}),
+    "ebmlib.train.MemberLoss": Spec(T.MemberLoss, lambda dt: dict(streams=T.MemberStreams([0, 1]),
+                                                                  loss_fn=L.ratio_matching),
+                                    {"loss_fn": "notcallable"}),
+    "ebmlib.train.MemberLoss.__call__": Spec(lambda batch: T.MemberStreams([0, 1]).loss(L.ratio_matching)(
+        _ensemble(), batch), lambda dt: dict(batch=_bits(dt, 4, 2)), {"batch": "nan rows cols binary list"},
+        names={"batch": "x"}),
+    "ebmlib.train.EnsembleAdam": Spec(lambda lr, eps, weight_decay: T.EnsembleAdam(_ensemble(), lr, eps=eps,
+                                                                                  weight_decay=weight_decay),
+                                      lambda dt: dict(lr=[1e-3, 2e-3], eps=1e-8, weight_decay=0.0),
+                                      {"lr": "empty seqneg seqstr", "eps": STEP, "weight_decay": "negative str"}),
+    "ebmlib.train.fit_ensemble": Spec(lambda ensemble, n_iters, lr: T.fit_ensemble(
+        ensemble, T.MemberStreams([0, 1]), L.ratio_matching, [lambda: _bits(torch.float32, 4, 2)] * 2,
+        n_iters=n_iters, lr=lr, progress=False), lambda dt: dict(ensemble=_ensemble(), n_iters=1, lr=1e-3),
+        {"ensemble": "object", "n_iters": COUNT, "lr": STEP}),
     "ebmlib.nets.count_parameters": Spec(NN.count_parameters, lambda dt: dict(module=torch.nn.Linear(2, 1)),
                                          {"module": "object"}),
     "ebmlib.nets.toy_energy_net": Spec(NN.toy_energy_net, lambda dt: dict(dim=2, hidden_dims=(4,)),
@@ -624,6 +677,11 @@ SPECS.update({
          "n_samples": COUNT, "chunk_size": COUNT, "warmup": NONNEG}),
     "ebmlib.bench.format_table": Spec(bench.format_table, lambda dt: dict(rows=bench.paper_table2_rows()),
                                       {"rows": "empty seqstr"}),
+    "ebmlib.bench.bench_ensemble": Spec(bench.bench_ensemble, lambda dt: dict(
+        methods=["RMwRAND"], ks=(2,), n_iters=1, repeats=1, device="cpu"),
+        {"methods": "seqstr", "ks": "empty seqneg seqstr", "n_iters": COUNT, "repeats": COUNT, "device": "choice"}),
+    "ebmlib.bench.format_ensemble_table": Spec(bench.format_ensemble_table, lambda dt: dict(rows=[dict(
+        method="RM", chapter=1, K=2, separate_ms=1.0, member_ms=0.5, speedup=2.0)]), {"rows": "empty seqstr"}),
 })
 
 
@@ -788,15 +846,16 @@ SPECS.update({
                                                                                n_checkpoints=n_checkpoints),
                                 lambda dt: dict(iterations=4, n_checkpoints=2), {"iterations": COUNT,
                                                                                  "n_checkpoints": COUNT}),
-    "ebmlib.bench.Budget[seconds]": Spec(lambda seconds: bench.Budget(seconds=seconds), lambda dt: dict(seconds=1.0),
-                                         {"seconds": STEP}),
+    "ebmlib.bench.Budget[seconds]": Spec(lambda seconds, clock: bench.Budget(seconds=seconds, clock=clock),
+                                         lambda dt: dict(seconds=1.0, clock="cpu"),
+                                         {"seconds": STEP, "clock": "choice"}),
     "ebmlib.bench.start_run": Spec(bench.start_run, lambda dt: dict(task=_task(), method=bench.METHODS["RM"], seed=0,
                                                                     ema_decay=0.9),
                                    {"task": "object", "method": "object choice", "seed": "negative frac str",
                                     "ema_decay": PROB}),
     "ebmlib.bench.advance": Spec(bench.advance, lambda dt: dict(run=bench.start_run(_task(), bench.METHODS["RM"], 0),
-                                                                n_iters=1),
-                                 {"run": "object", "n_iters": COUNT}),
+                                                                n_iters=1, clock="wall"),
+                                 {"run": "object", "n_iters": COUNT, "clock": "choice"}),
     "ebmlib.bench.evaluate": Spec(bench.evaluate, lambda dt: dict(run=bench.start_run(_task(), bench.METHODS["RM"], 0),
                                                                   checkpoint=0),
                                   {"run": "object", "checkpoint": "negative frac str"}),
@@ -851,7 +910,11 @@ EXCLUDED = {
     "ebmlib.samplers.FlowProposal": "protocol", "ebmlib.samplers.FlowProposal.sample_with_log_prob": "protocol",
     "ebmlib.samplers.FlowProposal.log_prob": "protocol", "ebmlib.samplers.TransportMap": "protocol",
     "ebmlib.samplers.TransportMap.__call__": "protocol", "ebmlib.losses.PerturbationKernel": "protocol",
-    "ebmlib.losses.PerturbationKernel.contrast": "protocol",
+    "ebmlib.losses.PerturbationKernel.contrast": "protocol", "ebmlib.losses.LinearFirstLayer": "protocol",
+    "ebmlib.losses.LinearFirstLayer.first_layer": "protocol", "ebmlib.losses.LinearFirstLayer.head": "protocol",
+    "ebmlib.bench.EnsembleCase": "settings container of the runs bench_ensemble times (ENSEMBLE_CASES)",
+    # no arguments that can be wrong: a context manager, a state getter, a training step of the optimiser
+    "ebmlib.train.EnsembleAdam.step": "optimiser step (torch.optim.Optimizer's closure)",
     # containers of results, built by the library itself
     "ebmlib.utils.Measurement": "result container", "ebmlib.train.TrainResult": "result container",
     "ebmlib.data.MixedTable": "container built by table_from_frame and the loaders",

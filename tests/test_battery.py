@@ -978,6 +978,7 @@ EXCLUDED = {
     "DYNAMICS": "constant", "FLOW_EBM_METHODS": "constant",
     # types: protocols, a type alias, result containers, abstract bases without a noise law of their own
     "FlowProposal": "protocol", "TransportMap": "protocol", "PerturbationKernel": "protocol",
+    "LinearFirstLayer": "protocol",
     "Sampler": "type alias", "MALAResult": "result container", "FlowMCResult": "result container",
     **{n: "abstract base (draws nothing itself)" for n in ("Perturbation", "BinaryPerturbation",
                                                           "CategoricalPerturbation")},
@@ -1264,8 +1265,8 @@ REGISTRY: dict[str, Entry] = {
               "energy_fn": EFN, "x_pos": "nan inf cols int list"}),
         target_persistent_contrastive_divergence, steps=None),
     "ratio_matching": Entry(
-        Spec(L.ratio_matching, lambda dt: dict(energy_fn=BitEnergy(dt), x=_bits(dt), chunk_size=5),
-             {"energy_fn": EFN, "x": "nan inf ndim flat int binary list", "chunk_size": COUNT}),
+        Spec(L.ratio_matching, lambda dt: dict(energy_fn=BitEnergy(dt), x=_bits(dt), chunk_size=5, rank_one=False),
+             {"energy_fn": EFN, "x": "nan inf ndim flat int binary list", "chunk_size": COUNT, "rank_one": "str"}),
         target_ratio_matching, random=False),
     "rmwggis_proposal": Entry(
         Spec(L.rmwggis_proposal, lambda dt: dict(energy_fn=BitEnergy(dt), x=_bits(dt), proposal="gradient"),

@@ -143,7 +143,7 @@ def test_a_notebook_function_is_seen_through_the_global_variables_it_reads():
          "def next_batch():\n    return torch.randn(SETTINGS['batch'], 2)[index()]\n", notebook)
     assert describe_config({"next_batch": notebook["next_batch"]})["next_batch.SETTINGS['batch']"] == "4"
     assert unsaved_state({"next_batch": notebook["next_batch"]}, []) == [
-        "next_batch.index (ebmlib.train.TensorBatches)"]
+        "next_batch.index (ebmlib.train.loop.TensorBatches)"]
 
 
 def test_loss_and_buffer_states_round_trip_and_refuse_other_shapes():

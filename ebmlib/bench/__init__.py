@@ -1,6 +1,7 @@
-"""Benchmarks: every training method of the book on the same tasks at equal compute, and the time and memory of
-ratio matching against RMwGGIS; on the command line, ``python -m ebmlib.bench methods --task ... --budget ...``
-and ``python -m ebmlib.bench rmwggis``.
+"""Benchmarks: every training method of the book on the same tasks at equal compute, the time and memory of
+ratio matching against RMwGGIS, and batched ensembles against separate runs; on the command line,
+``python -m ebmlib.bench methods --task ... --budget ...``, ``python -m ebmlib.bench rmwggis`` and
+``python -m ebmlib.bench ensemble``.
 
 * :mod:`~ebmlib.bench.base` — what a task is (:class:`~ebmlib.bench.Task`);
 * :mod:`~ebmlib.bench.discrete` — binary tasks: an enumerable Gray-coded toy (exact KL), 2spirals in 32 and 256
@@ -12,6 +13,7 @@ and ``python -m ebmlib.bench rmwggis``.
 * :mod:`~ebmlib.bench.summary` — anytime curves, equal-budget tables, the verdict per task, CSV;
 * :mod:`~ebmlib.bench.rmwggis` — one training step of RM vs RMwGGIS by dimension (RMwGGIS paper, Table 2);
 * :mod:`~ebmlib.bench.ising` — the Ising benchmark: couplings learned by any objective;
+* :mod:`~ebmlib.bench.ensemble` — ``K`` networks trained as one batched run against ``K`` separate runs;
 * :mod:`~ebmlib.bench.cli` — the command line.
 """
 
@@ -37,6 +39,13 @@ from ebmlib.bench.discrete import (
     ExactCodeTask,
     IsingTask,
 )
+from ebmlib.bench.ensemble import (
+    DEFAULT_KS,
+    ENSEMBLE_CASES,
+    EnsembleCase,
+    bench_ensemble,
+    format_ensemble_table,
+)
 from ebmlib.bench.ising import (
     IsingFit,
     fit_ising,
@@ -51,11 +60,13 @@ from ebmlib.bench.rmwggis import (
     COLUMNS,
     DEFAULT_DIMS,
     PAPER_TABLE2,
+    RANK_ONE_COLUMNS,
     bench_rmwggis,
     format_table,
     paper_table2_rows,
 )
 from ebmlib.bench.runner import (
+    CLOCKS,
     ROW_KEYS,
     Budget,
     Run,
@@ -99,6 +110,7 @@ __all__ = [
     "Method",
     "METHODS",
     "methods_for",
+    "CLOCKS",
     "ROW_KEYS",
     "Budget",
     "Run",
@@ -116,11 +128,17 @@ __all__ = [
     "plot_anytime",
     "DEFAULT_DIMS",
     "PAPER_TABLE2",
+    "RANK_ONE_COLUMNS",
     "COLUMNS",
     "paper_table2_rows",
     "bench_rmwggis",
     "format_table",
     "IsingFit",
     "fit_ising",
+    "DEFAULT_KS",
+    "ENSEMBLE_CASES",
+    "EnsembleCase",
+    "bench_ensemble",
+    "format_ensemble_table",
     "main",
 ]

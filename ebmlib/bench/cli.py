@@ -1,5 +1,6 @@
 """The command line, ``python -m ebmlib.bench``: ``methods`` (every method on a task at equal compute, written as
-a tidy CSV and an anytime plot) and ``rmwggis`` (time and memory of RM vs RMwGGIS by dimension)."""
+a tidy CSV and an anytime plot), ``rmwggis`` (time and memory of RM vs RMwGGIS by dimension) and ``ensemble``
+(batched ensembles against separate runs)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import torch
 
+from ebmlib.bench.ensemble import DEFAULT_KS, ENSEMBLE_CASES, bench_ensemble, format_ensemble_table
 from ebmlib.bench.methods import METHODS, methods_for
 from ebmlib.bench.rmwggis import DEFAULT_DIMS, bench_rmwggis, format_table
 from ebmlib.bench.runner import Budget, compare_methods
@@ -41,6 +44,17 @@ def _parser() -> argparse.ArgumentParser:
     rm.add_argument("--repeats", type=int, default=3, help="timed steps per measurement (median)")
     rm.add_argument("--n-samples", type=int, default=10, help="neighbours per point for RMwGGIS")
     rm.add_argument("--chunk-size", type=int, default=None, help="rows per checkpointed chunk for exact RM")
+    rm.add_argument("--rank-one", action="store_true",
+                    help="also time exact RM through the rank-one first layer (MLPEnergy's fast path)")
+    rm.add_argument("--rank-one-chunk-size", type=int, default=None,
+                    help="rows per checkpointed chunk for the rank-one path (default: one pass)")
+    ens = commands.add_parser("ensemble", help="K networks trained as one batched run vs K separate runs")
+    ens.add_argument("--methods", nargs="+", default=None, choices=list(ENSEMBLE_CASES),
+                     help="default: every run the chapters batch")
+    ens.add_argument("--ks", type=int, nargs="+", default=list(DEFAULT_KS), help="ensemble sizes K")
+    ens.add_argument("--n-iters", type=int, default=20, help="iterations per timing")
+    ens.add_argument("--repeats", type=int, default=3, help="timings per measurement (median)")
+    ens.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: best available)")
     return parser
 
 
@@ -72,7 +86,8 @@ def _methods(args: argparse.Namespace) -> int:
 def _rmwggis(args: argparse.Namespace) -> int:
     device = get_device(args.device)
     rows = bench_rmwggis(args.dims, batch_size=args.batch_size, device=device, repeats=args.repeats,
-                         n_samples=args.n_samples, chunk_size=args.chunk_size)
+                         n_samples=args.n_samples, chunk_size=args.chunk_size, rank_one=args.rank_one,
+                         rank_one_chunk_size=args.rank_one_chunk_size)
     chunking = "" if args.chunk_size is None else f", RM chunk size {args.chunk_size}"
     print(
         f"One training step (forward + backward + Adam), exact RM vs biased RMwGGIS (s = {args.n_samples}); "
@@ -80,10 +95,27 @@ def _rmwggis(args: argparse.Namespace) -> int:
         f"median of {args.repeats}; peak tensor memory\n"
     )
     print(format_table(rows))
+    if args.rank_one:
+        chunks = "one pass" if args.rank_one_chunk_size is None else f"chunks of {args.rank_one_chunk_size} rows"
+        print(f"\nExact RM through the rank-one first layer ({chunks}):\n")
+        print("| d | RM rank-one ms | RM rank-one MiB | speed-up over generic RM |\n|---|---|---|---|")
+        for row in rows:
+            ratio = "—" if row["rank_one_speedup"] is None else f"{row['rank_one_speedup']:.2f}"
+            print(f"| {row['d']} | {row['rm1_ms']:.1f} | {row['rm1_mib']:.1f} | {ratio} |")
+    return 0
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    device = get_device(args.device)
+    rows = bench_ensemble(args.methods, args.ks, n_iters=args.n_iters, repeats=args.repeats, device=device)
+    print(f"Speed-up of a K-member ensemble over K separate runs (time per member-step; above 1: the ensemble is "
+          f"faster); {describe_hardware(device)}; {torch.get_num_threads()} thread(s); median of {args.repeats} "
+          f"timings of {args.n_iters} iterations\n")
+    print(format_ensemble_table(rows))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point of ``python -m ebmlib.bench``; returns the exit status."""
     args = _parser().parse_args(argv)
-    return _methods(args) if args.command == "methods" else _rmwggis(args)
+    return {"methods": _methods, "rmwggis": _rmwggis, "ensemble": _ensemble}[args.command](args)

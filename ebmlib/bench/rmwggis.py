@@ -39,17 +39,25 @@ PAPER_TABLE2: dict[int, dict[str, float]] = {
 
 COLUMNS = ("d", "rm_ms", "rmwggis_ms", "speedup", "rm_mib", "rmwggis_mib", "memory_saving_%")
 """Columns of the rows returned by :func:`~ebmlib.bench.bench_rmwggis` (times in ms, memory in MiB)."""
+
+RANK_ONE_COLUMNS = ("rm1_ms", "rm1_mib", "rank_one_speedup")
+"""Further columns with ``rank_one=True``: exact ratio matching through the rank-one first layer (time, memory)
+and its speed-up over the generic path (``rm_ms / rm1_ms``)."""
 _OOM_MESSAGES = ("out of memory", "can't allocate memory")
 
 
-def _row(d: int, rm: Measurement | None, fast: Measurement) -> dict[str, Any]:
+def _row(d: int, rm: Measurement | None, fast: Measurement, rank_one: Measurement | None = None) -> dict[str, Any]:
     """One result row; ``rm is None`` means ratio matching ran out of memory."""
     fast_ms, fast_mib = fast.seconds * 1e3, fast.peak_bytes / _MIB
     row: dict[str, Any] = {"d": d, "rmwggis_ms": fast_ms, "rmwggis_mib": fast_mib, "rm_oom": rm is None}
+    if rank_one is not None:
+        row |= {"rm1_ms": rank_one.seconds * 1e3, "rm1_mib": rank_one.peak_bytes / _MIB, "rank_one_speedup": None}
     if rm is None:
         return {**row, "rm_ms": None, "rm_mib": None, "speedup": None, "memory_saving_%": None}
     rm_ms, rm_mib = rm.seconds * 1e3, rm.peak_bytes / _MIB
     saving = 100 * (1 - fast_mib / rm_mib) if rm_mib > 0 else math.nan
+    if rank_one is not None:
+        row["rank_one_speedup"] = rm_ms / row["rm1_ms"]
     return {**row, "rm_ms": rm_ms, "rm_mib": rm_mib, "speedup": rm_ms / fast_ms, "memory_saving_%": saving}
 
 
@@ -100,6 +108,8 @@ def bench_rmwggis(
     n_samples: int = 10,
     chunk_size: int | None = None,
     warmup: int = 1,
+    rank_one: bool = False,
+    rank_one_chunk_size: int | None = None,
 ) -> list[dict[str, Any]]:
     """Time and memory of one training step, exact ratio matching vs biased RMwGGIS (paper Table 2).
 
@@ -128,12 +138,20 @@ def bench_rmwggis(
         memory (``None``: all ``B·d`` neighbours at once, as the paper does).
     warmup
         Untimed steps before each measurement (0 skips them, as the smoke run does: its times mean nothing).
+    rank_one
+        Also time exact ratio matching through the rank-one first layer of the MLP
+        (:func:`~ebmlib.losses.ratio_matching` with ``rank_one=True``): the same objective and gradient without
+        the flipped copies. The ``rm_*`` columns are always the generic path, the paper's algorithm.
+    rank_one_chunk_size
+        ``chunk_size`` of the rank-one measurement: checkpointed chunks of at most this many neighbour rows
+        (``None``: one pass).
 
     Returns
     -------
     list of dict
         One row per ``d`` with the keys of :data:`~ebmlib.bench.COLUMNS` (times in ms, memory in MiB, saving in percent)
-        and ``rm_oom``; if ratio matching runs out of memory its entries are ``None`` and ``rm_oom`` is True.
+        and ``rm_oom`` (and, with ``rank_one``, :data:`~ebmlib.bench.RANK_ONE_COLUMNS`); if the generic ratio
+        matching runs out of memory its entries are ``None`` and ``rm_oom`` is True.
     """
     check_int(batch_size, "batch_size", minimum=1)
     check_int(repeats, "repeats", minimum=1)
@@ -146,19 +164,25 @@ def bench_rmwggis(
     if chunk_size is not None:
         check_int(chunk_size, "chunk_size", minimum=1)
     device = get_device() if device is None else check_device(device)
-    rm_loss = partial(ratio_matching, chunk_size=chunk_size)
+    if not isinstance(rank_one, bool):
+        raise ValueError(f"rank_one must be a bool, got {rank_one!r}")
+    rm_loss = partial(ratio_matching, chunk_size=chunk_size, rank_one=False)
+    if rank_one_chunk_size is not None:
+        check_int(rank_one_chunk_size, "rank_one_chunk_size", minimum=1)
+    rank_one_loss = partial(ratio_matching, rank_one=True, chunk_size=rank_one_chunk_size)
     fast_loss = partial(rmwggis, n_samples=n_samples, estimator="biased", replacement=False)
     # The first steps of a process pay for thread-pool start-up and kernel selection; spend them on a small d.
     warm_x = torch.randint(0, 2, (batch_size, max(n_samples, 32)), device=device).float()
-    _measure_step(rm_loss, warm_x, 1)
-    _measure_step(fast_loss, warm_x, 1)
+    for loss in (rm_loss, fast_loss, rank_one_loss) if rank_one else (rm_loss, fast_loss):
+        _measure_step(loss, warm_x, 1)
     rows = []
     for d in dims:
         x = torch.randint(0, 2, (batch_size, d), device=device).float()
         fast = _measure_step(fast_loss, x, repeats, warmup)
         if fast is None:
             raise RuntimeError(f"RMwGGIS ran out of memory at d = {d}, batch size {batch_size}")
-        rows.append(_row(d, _measure_step(rm_loss, x, repeats, warmup), fast))
+        fast_rm = _measure_step(rank_one_loss, x, repeats, warmup) if rank_one else None
+        rows.append(_row(d, _measure_step(rm_loss, x, repeats, warmup), fast, fast_rm))
     return rows
 
 

@@ -38,19 +38,29 @@ ROW_KEYS = ("task", "method", "seed", "checkpoint", "iteration", "seconds", "sta
 _EVAL_SEED = 10_000  # evaluation randomness (AIS, Gibbs samples) is seeded apart from training
 
 
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+"""The clocks a :class:`~ebmlib.bench.Budget` of seconds can count: ``"wall"`` (elapsed time) or ``"cpu"`` (CPU
+seconds of this process, :func:`time.process_time`)."""
+
+
 @dataclass(frozen=True)
 class Budget:
-    """How long every run trains, in wall-clock ``seconds`` of training or in ``iterations`` (exactly one), and
-    how many log-spaced checkpoints (the last at the full budget) it is evaluated at.
+    """How long every run trains, in ``seconds`` of training or in ``iterations`` (exactly one), and how many
+    log-spaced checkpoints (the last at the full budget) it is evaluated at.
 
-    ``max_iterations`` caps the iterations of a wall-clock budget: a run stops at whichever comes first (the
-    smoke run, :func:`ebmlib.scale.smoke_cap`, uses it to run a chapter's ``full`` sweep for a few steps).
+    ``clock`` says which seconds: ``"wall"`` (default), elapsed time, right when the run has the machine to itself
+    (a GPU, whose work the clock waits for); ``"cpu"``, the CPU seconds of the training process, which on a CPU
+    (one thread per run) do not count the time another program takes from it — runs stay comparable while other
+    work shares the machine. ``max_iterations`` caps the iterations of a budget of seconds: a run stops at whichever
+    comes first (the smoke run, :func:`ebmlib.scale.smoke_cap`, uses it to run a chapter's ``full`` sweep for a few
+    steps).
     """
 
     seconds: float | None = None
     iterations: int | None = None
     n_checkpoints: int = 5
     max_iterations: int | None = None
+    clock: str = "wall"
 
     def __post_init__(self) -> None:
         if (self.seconds is None) == (self.iterations is None):
@@ -62,6 +72,8 @@ class Budget:
         check_int(self.n_checkpoints, "n_checkpoints", minimum=1)
         if self.max_iterations is not None:
             check_int(self.max_iterations, "max_iterations", minimum=1)
+        if self.clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {sorted(CLOCKS)}, got {self.clock!r}")
 
     def checkpoints(self) -> list[float]:
         """Training seconds (or iterations) at which runs are evaluated: ``total / 2**k``, ``k = n - 1, …, 0``."""
@@ -184,18 +196,22 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def advance(run: Run, n_iters: int) -> None:
-    """Train ``run`` for ``n_iters`` more iterations with :func:`ebmlib.train.fit`, adding the wall-clock time.
+def advance(run: Run, n_iters: int, *, clock: str = "wall") -> None:
+    """Train ``run`` for ``n_iters`` more iterations with :func:`ebmlib.train.fit`, adding the time it took on
+    ``clock`` (:data:`~ebmlib.bench.CLOCKS`) to ``run.seconds``.
 
     A non-finite loss, energy or gradient (``fit`` and the samplers raise) marks the run ``"diverged"``; any
     other error propagates.
     """
     _check_run(run)
     check_int(n_iters, "n_iters", minimum=1)
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {sorted(CLOCKS)}, got {clock!r}")
+    now = CLOCKS[clock]
     callback = None if run.ema is None else (lambda _iteration, model: run.ema.update_parameters(model))
     _restore_rng(run)
     _synchronize(run.task.device)
-    start = time.perf_counter()
+    start = now()
     try:
         fit(run.energy, partial(_penalised, run.loss_fn, run.task), run.next_batch, n_iters=n_iters,
             optimizer=run.optimizer, grad_clip=run.task.grad_clip, log_every=n_iters, callback=callback,
@@ -203,7 +219,7 @@ def advance(run: Run, n_iters: int) -> None:
     except (RuntimeError, ValueError) as error:
         _diverged(run, error)
     _synchronize(run.task.device)
-    run.seconds += time.perf_counter() - start
+    run.seconds += now() - start
     run.iteration += n_iters
     _save_rng(run)
 
@@ -265,13 +281,16 @@ def run_method(task: Task, method: Method | str, seed: int, budget: Budget, *,
 
     Returns the rows (:data:`~ebmlib.bench.ROW_KEYS`) of all checkpoints; a run that diverges gets NaN values
     with ``status="diverged"`` at every remaining checkpoint. Only the time spent in :func:`ebmlib.train.fit`
-    counts towards a wall-clock budget; evaluation is not timed.
+    counts towards a budget of seconds; evaluation is not timed. A ``"cpu"`` clock needs a task on the CPU.
     """
     _check_budget(budget)
+    if budget.clock == "cpu" and task.device.type != "cpu":
+        raise ValueError(f"budget.clock 'cpu' counts CPU seconds, which miss the work of a {task.device.type} "
+                         "device: use clock='wall' there")
     run = start_run(task, _check_method(method), seed, ema_decay=ema_decay)
     for checkpoint, target in enumerate(budget.checkpoints()):
         while _training(run, budget, target):
-            advance(run, _next_chunk(run, budget, target))
+            advance(run, _next_chunk(run, budget, target), clock=budget.clock)
         evaluate(run, checkpoint)
     return run.rows
 

@@ -60,6 +60,7 @@ from ebmlib.losses.perturbations import (
 from ebmlib.losses.ratio import (
     RM_ESTIMATORS,
     RM_PROPOSALS,
+    LinearFirstLayer,
     ratio_matching,
     ratio_matching_within_nodes,
     rmwggis,
@@ -77,6 +78,7 @@ __all__ = [
     "PersistentContrastiveDivergence",
     "RM_ESTIMATORS",
     "RM_PROPOSALS",
+    "LinearFirstLayer",
     "ratio_matching",
     "rmwggis_proposal",
     "rmwggis",

@@ -3,7 +3,8 @@
 * :mod:`~ebmlib.nets.mlp` — MLPs (Swish with learnable β, ...), the flowMC-EBM toy net and tilted energy;
 * :mod:`~ebmlib.nets.discrete` — Ising energy with free couplings, Bernoulli-tilted energy, R-GCN graph energy;
 * :mod:`~ebmlib.nets.images` — convolutional image energies and a feature classifier;
-* :mod:`~ebmlib.nets.mixed` — energies of table rows and of joint states ``(x, y)``.
+* :mod:`~ebmlib.nets.mixed` — energies of table rows and of joint states ``(x, y)``;
+* :mod:`~ebmlib.nets.ensemble` — ``K`` networks of one architecture evaluated at once by batched products.
 """
 
 from ebmlib.nets.discrete import (
@@ -11,6 +12,7 @@ from ebmlib.nets.discrete import (
     GraphEnergy,
     IsingEnergy,
 )
+from ebmlib.nets.ensemble import Ensemble
 from ebmlib.nets.images import (
     ConvEnergy,
     FeatureClassifier,
@@ -46,4 +48,5 @@ __all__ = [
     "FeatureClassifier",
     "MixedEnergy",
     "JointEnergy",
+    "Ensemble",
 ]

@@ -117,6 +117,27 @@ class MLPEnergy(nn.Module):
             raise ValueError(f"x must have {self.mlp.in_dim} features per sample, got {flat.shape[1]}")
         return self.mlp(flat.to(next(self.parameters()).dtype)).squeeze(-1)
 
+    def first_layer(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The first layer's pre-activations ``W x + b``, ``(B, width)``, and ``Wᵀ`` as ``(1, in_dim, width)``.
+
+        With :meth:`head`, ``E(x) = head(W x + b)``: the split that lets exact ratio matching evaluate all
+        single-bit flips of ``x`` as rank-one updates of one product (:func:`~ebmlib.losses.ratio_matching`).
+        ``width`` is ``hidden`` (1 for ``depth=0``, a linear energy, whose head is the identity).
+        """
+        check_tensor(x, "x", min_ndim=1, finite=False)
+        flat = x.reshape(x.shape[0], -1)
+        if flat.shape[1] != self.mlp.in_dim:
+            raise ValueError(f"x must have {self.mlp.in_dim} features per sample, got {flat.shape[1]}")
+        linear = self.mlp.net[0]
+        return linear(flat.to(linear.weight.dtype)), linear.weight.t().unsqueeze(0)
+
+    def head(self, h: Tensor) -> Tensor:
+        """Energies ``(M,)`` from first-layer pre-activations ``h``, ``(M, width)`` (see :meth:`first_layer`)."""
+        check_tensor(h, "h", ndim=2, floating=True, finite=False)
+        for layer in self.mlp.net[1:]:
+            h = layer(h)
+        return h.squeeze(-1)
+
 
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable scalars in ``module``."""
