@@ -139,6 +139,35 @@ def plot_history(
     return ax.figure
 
 
+def plot_budget_study(ax: Axes, budgets: Sequence[float], values: Any, *, label: str,
+                      paper: float | None = None, xlabel: str = "iterations", logy: bool = False) -> Figure:
+    """One curve of a budget study: the mean over seeds of a claim's metric against the budget, the band from
+    the lowest to the highest seed, and the paper's value as a dashed line.
+
+    ``values`` is array-like ``(n_seeds, n_budgets)``; the budget axis is logarithmic, its ticks the budgets.
+    """
+    _check_axes(ax)
+    b = np.asarray(budgets, dtype=float)
+    v = np.asarray(values, dtype=float)
+    if b.ndim != 1 or len(b) < 1 or np.any(b <= 0):
+        raise ValueError(f"budgets must be a non-empty sequence of positive numbers, got {budgets!r}")
+    if v.ndim != 2 or v.shape[1] != len(b):
+        raise ValueError(f"values must have shape (n_seeds, {len(b)}), got {v.shape}")
+    if not isinstance(label, str) or not label:
+        raise ValueError(f"label must be a non-empty string, got {label!r}")
+    (line,) = ax.plot(b, v.mean(axis=0), "o-", label=label)
+    ax.fill_between(b, v.min(axis=0), v.max(axis=0), color=line.get_color(), alpha=0.2, lw=0)
+    if paper is not None:
+        ax.axhline(paper, color=line.get_color(), ls="--", lw=1)
+    ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xticks(b, [f"{x:g}" for x in b])
+    ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
+    ax.set_xlabel(xlabel)
+    return ax.figure
+
+
 def image_grid(x_bar: Tensor, shape: tuple[int, int], *, nrow: int) -> np.ndarray:
     """Tile logit-space samples ``(N, H·W)`` into one ``[0, 1]`` array for ``imshow`` (``nrow`` images per row,
     one pixel of padding)."""

@@ -37,6 +37,9 @@ class Claim:
         Whether the claim holds in this run.
     asserted_at
         The scales at which the checks cell fails when the claim does not hold.
+    trend
+        What a budget study found (:func:`~ebmlib.report.budget_trend`): one of :data:`~ebmlib.report.TRENDS`,
+        or ``None`` when the claim has none.
     """
 
     claim: str
@@ -44,6 +47,7 @@ class Claim:
     ours: Any
     holds: bool
     asserted_at: tuple[str, ...] = ()
+    trend: str | None = None
 
 
 def _check_scale(scale: Any, name: str) -> str:
@@ -79,12 +83,16 @@ class Claims:
         self.hardware = hardware
         self.records: list[Claim] = []
 
-    def add(self, claim: str, *, paper: Any, ours: Any, holds: Any, asserted_at: Sequence[str] = ()) -> bool:
+    def add(self, claim: str, *, paper: Any, ours: Any, holds: Any, asserted_at: Sequence[str] = (),
+            trend: str | None = None) -> bool:
         """Record a claim; returns ``holds`` as a ``bool``.
 
         ``holds`` may be a Python, NumPy or 0-dim tensor boolean; ``asserted_at`` lists scales of
-        :data:`~ebmlib.report.SCALES` (an empty list: reported, never asserted).
+        :data:`~ebmlib.report.SCALES` (an empty list: reported, never asserted); ``trend`` is the verdict of a
+        budget study of the claim (:func:`~ebmlib.report.budget_trend`), shown in the column "with more budget".
         """
+        if trend is not None and trend not in TRENDS:
+            raise ValueError(f"trend must be one of {TRENDS} or None, got {trend!r}")
         if not isinstance(claim, str) or not claim:
             raise ValueError(f"claim must be a non-empty string, got {claim!r}")
         if isinstance(holds, Tensor):
@@ -94,7 +102,7 @@ class Claims:
         if isinstance(asserted_at, str):
             raise ValueError(f"asserted_at must be a sequence of scales, got the string {asserted_at!r}")
         scales = tuple(_check_scale(s, f"asserted_at[{i}]") for i, s in enumerate(asserted_at))
-        self.records.append(Claim(claim, paper, ours, bool(holds), scales))
+        self.records.append(Claim(claim, paper, ours, bool(holds), scales, trend))
         return bool(holds)
 
     def failing(self) -> list[str]:
@@ -111,6 +119,7 @@ class Claims:
                 "paper": ["—" if c.paper is None else _fmt(c.paper, 3) for c in self.records],
                 "this book": [_fmt(c.ours, 3) for c in self.records],
                 "holds": ["✓" if c.holds else "✗" for c in self.records],
+                "with more budget": [c.trend or "—" for c in self.records],
                 "asserted at": [", ".join(c.asserted_at) or "—" for c in self.records],
             }
         )
@@ -119,12 +128,53 @@ class Claims:
         """The captioned HTML table; the caption states the scale and the hardware once."""
         if not isinstance(caption, str) or not caption:
             raise ValueError(f"caption must be a non-empty string, got {caption!r}")
-        full = (f"{caption} ({self.scale} scale, {self.hardware}). ✓: holds in this run; asserted at: the "
-                "scales at which the checks cell fails if it does not hold.")
+        full = (f"{caption} ({self.scale} scale, {self.hardware}). ✓: holds in this run; with more budget: what "
+                "the chapter's budget study found (holds, closing, flat or widening gap; —: no study); asserted "
+                "at: the scales at which the checks cell fails if it does not hold.")
         return styled_table(self.frame(), full).set_table_attributes('class="claims-table"')
 
     def _repr_html_(self) -> str:
         return self.table().to_html()
+
+
+TRENDS = ("holds", "closing", "flat", "widening")
+"""Verdicts of a budget study (:func:`~ebmlib.report.budget_trend`)."""
+
+
+def budget_trend(budgets: Sequence[float], gaps: Any) -> str:
+    """The verdict of a budget study: does a claim's shortfall shrink as the budget grows?
+
+    ``gaps`` holds, per seed (rows) and budget (columns), how far the run falls short of the claim — positive
+    when the claim fails (e.g. RMwGGIS's MMD² minus exact RM's for "RMwGGIS beats RM"), at most 0 when it holds.
+    The verdict is ``"holds"`` when the mean gap at the largest budget is at most 0. Otherwise the mean gap is
+    fitted by a line in ``log(budget)``; its change over the studied range is compared with the spread over seeds
+    (the standard deviation, averaged over budgets): a change within the spread is ``"flat"``, a larger decrease
+    ``"closing"``, a larger increase ``"widening"``.
+
+    Parameters
+    ----------
+    budgets
+        At least 2 increasing budgets (iterations or seconds), all positive.
+    gaps
+        Array-like ``(n_seeds, n_budgets)``, ``n_seeds >= 2``, finite.
+    """
+    import numpy as np
+
+    b = np.asarray(budgets, dtype=float)
+    g = np.asarray(gaps, dtype=float)
+    if b.ndim != 1 or len(b) < 2 or not np.all(np.isfinite(b)) or np.any(b <= 0) or np.any(np.diff(b) <= 0):
+        raise ValueError(f"budgets must be at least 2 increasing positive numbers, got {budgets!r}")
+    if g.ndim != 2 or g.shape[1] != len(b) or g.shape[0] < 2 or not np.all(np.isfinite(g)):
+        raise ValueError(f"gaps must be a finite (n_seeds >= 2, {len(b)}) array, got shape {g.shape}")
+    mean = g.mean(axis=0)
+    if mean[-1] <= 0:
+        return "holds"
+    x = np.log(b)
+    change = np.polyfit(x, mean, 1)[0] * (x[-1] - x[0])
+    spread = g.std(axis=0, ddof=1).mean()
+    if abs(change) <= spread:
+        return "flat"
+    return "closing" if change < 0 else "widening"
 
 
 def styled_table(frame: pd.DataFrame, caption: str, *, digits: int = 3) -> pd.io.formats.style.Styler:

@@ -649,6 +649,12 @@ SPECS.update({
          "lr": STEP, "sample_rounds": COUNT, "n_draws": COUNT, "batch_size": COUNT + " huge", "step_size": STEP,
          "model": "choice"}),
     # --- report, plotting, bench ---
+    "ebmlib.report.budget_trend": Spec(report.budget_trend, lambda dt: dict(budgets=[1, 2, 4], gaps=[[0.1, 0.2, 0.3],
+                                                                                                [0.2, 0.1, 0.0]]),
+                                       {"budgets": "empty seqneg seqstr", "gaps": "empty seqstr"}),
+    "ebmlib.plotting.plot_budget_study": Spec(plotting.plot_budget_study, lambda dt: dict(
+        ax=_axes(), budgets=[1, 2], values=[[0.1, 0.2], [0.3, 0.1]], label="a", paper=0.1, xlabel="s"),
+        {"ax": "object", "budgets": "empty seqneg", "values": "empty", "label": "none"}),
     "ebmlib.report.paper_vs_ours": Spec(report.paper_vs_ours, lambda dt: dict(
         rows=[dict(experiment="e", metric="m", paper=1.0, ours=1.1)], scale="ci", hardware="CPU"),
         {"rows": "empty seqstr", "scale": "choice", "hardware": "none"}),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ebmlib.report import Claims, styled_table
+from ebmlib.report import Claims, budget_trend, styled_table
 
 
 def test_claims_table_and_asserts_come_from_the_same_records():
@@ -15,7 +15,7 @@ def test_claims_table_and_asserts_come_from_the_same_records():
                asserted_at=("full",))
     assert claims.failing() == ["C keeps mode weights"]  # D fails too, but is asserted at full scale only
     frame = claims.frame()
-    assert list(frame.columns) == ["claim", "paper", "this book", "holds", "asserted at"]
+    assert list(frame.columns) == ["claim", "paper", "this book", "holds", "with more budget", "asserted at"]
     assert frame["this book"].tolist() == ["1.23", "0.5", "3"]
     assert frame["paper"].tolist() == ["2", "yes", "—"]
     assert frame["holds"].tolist() == ["✓", "✗", "✗"]
@@ -49,3 +49,21 @@ def test_styled_table_is_narrow_and_rounded():
     assert "row_heading" not in html, "no index column"
     with pytest.raises(ValueError, match="at most 8"):
         styled_table(pd.DataFrame({str(i): [1] for i in range(9)}), "wide")
+
+
+def test_budget_trend_reads_the_gap_against_the_spread_over_seeds():
+    budgets = [100, 200, 400, 800]
+    spread = np.array([[0.01], [-0.01], [0.0]])  # three seeds
+    assert budget_trend(budgets, np.array([[1.0, 0.5, 0.1, -0.2]]) + spread) == "holds"
+    assert budget_trend(budgets, np.array([[1.0, 0.8, 0.6, 0.4]]) + spread) == "closing"
+    assert budget_trend(budgets, np.array([[0.4, 0.6, 0.8, 1.0]]) + spread) == "widening"
+    assert budget_trend(budgets, np.array([[0.5, 0.5, 0.5, 0.5]]) + 10 * spread) == "flat"
+    with pytest.raises(ValueError, match="budgets"):
+        budget_trend([100, 50], np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="gaps"):
+        budget_trend(budgets, np.zeros((1, 4)))
+    claims = Claims("book", "CPU")
+    claims.add("A beats B", paper="yes", ours=0.1, holds=False, trend="closing")
+    assert claims.frame()["with more budget"].tolist() == ["closing"]
+    with pytest.raises(ValueError, match="trend"):
+        claims.add("A beats B", paper="yes", ours=0.1, holds=False, trend="soon")

@@ -36,7 +36,12 @@ def _lattice_colour_classes(side: int, periodic: bool) -> list[Tensor]:
 
 def _local_field(spins: Tensor, neighbours: Tensor, weights: Tensor) -> Tensor:
     """``h_i = Σ_j J_ij s_j`` from a neighbour table ``(n_sites, 4)``: ``(B, D)`` spins → ``(B, n_sites)``."""
-    return (spins[:, neighbours] * weights).sum(dim=-1)
+    # One neighbour slot at a time: index_select of whole columns is an order of magnitude faster on a CPU than
+    # gathering a (B, n_sites, 4) block and reducing its short last dimension.
+    field = torch.index_select(spins, 1, neighbours[:, 0]) * weights[:, 0]
+    for k in range(1, neighbours.shape[1]):
+        field = field.addcmul(torch.index_select(spins, 1, neighbours[:, k]), weights[:, k])
+    return field
 
 
 class IsingLattice:
@@ -138,5 +143,5 @@ class IsingLattice:
             for sites, neighbours, weights in classes:
                 p_up = torch.sigmoid(2 * (2 * _local_field(spins, neighbours, weights) + self.bias))
                 u = _uniform((n, len(sites)), generator, device)
-                spins[:, sites] = torch.where(u < p_up, 1.0, -1.0)
+                spins.index_copy_(1, sites, torch.where(u < p_up, 1.0, -1.0))
         return ((spins + 1) / 2).to(dtype)

@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ebmlib.data.codes import MAX_ENUMERATION_DIM, all_binary_states
 from ebmlib.samplers.discrete import gwg_binary
@@ -98,10 +98,14 @@ class CodeKernelDensity:
             raise ValueError(f"x must hold integer values in [0, {self.n_classes})")
         check_int(chunk_size, "chunk_size", minimum=1)
         same, diff = math.log(1 - self.epsilon), math.log(self.epsilon / (self.n_classes - 1))
+        dim = self.centres.shape[1]
+        # Matching digits as one product of one-hot codes: integer counts (exact in float32 for d < 2**24), without
+        # the (chunk, N, d) comparison a broadcast would build.
+        centres = nn.functional.one_hot(self.centres, self.n_classes).flatten(1).float()
         out = []
         for chunk in x.long().split(chunk_size):
-            mismatches = (chunk[:, None, :] != self.centres[None]).sum(-1).double()  # (chunk, N)
-            log_k = mismatches * diff + (self.centres.shape[1] - mismatches) * same
+            matches = (nn.functional.one_hot(chunk, self.n_classes).flatten(1).float() @ centres.T).double()
+            log_k = matches * same + (dim - matches) * diff  # (chunk, N)
             out.append(torch.logsumexp(log_k, dim=1) - math.log(len(self.centres)))
         return torch.cat(out)
 
