@@ -13,3 +13,13 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start executing the selected chapters in the background at once (tests/test_notebooks.py): they run while
+    the unit tests do, instead of after them."""
+    selected = {item.callspec.id for item in session.items if item.originalname == "test_notebook_runs_at_ci_scale"}
+    if selected:
+        from test_notebooks import start_executions
+
+        session.config.notebook_executions = start_executions(selected)

@@ -63,16 +63,27 @@ def _previous_seconds(md: Path) -> float:
         return 0.0
 
 
-@pytest.fixture(scope="module")
-def executions(request):
-    """Start every selected chapter, ``EBMLIB_NOTEBOOK_WORKERS`` (2) at a time, the longest of the previous
-    run first so that the two workers finish together; one future per chapter."""
-    selected = {item.callspec.id for item in request.session.items
-                if item.originalname == "test_notebook_runs_at_ci_scale"}
+def start_executions(selected: set[str]) -> tuple[ThreadPoolExecutor, dict]:
+    """Start the selected chapters, ``EBMLIB_NOTEBOOK_WORKERS`` (2) at a time, the longest of the previous run
+    first so that the two workers finish together; returns the pool and one future per chapter.
+
+    ``tests/conftest.py`` calls this as soon as the tests are collected, so that the chapters execute while the
+    unit tests run (each a single-threaded process: the two cores stay busy instead of one)."""
     (OUT / "notebooks").mkdir(parents=True, exist_ok=True)
     order = sorted((md for md in NOTEBOOKS if md.stem in selected), key=_previous_seconds, reverse=True)
     pool = ThreadPoolExecutor(max_workers=int(os.environ.get("EBMLIB_NOTEBOOK_WORKERS", "2")))
-    futures = {md.stem: pool.submit(_execute, md) for md in order}
+    return pool, {md.stem: pool.submit(_execute, md) for md in order}
+
+
+@pytest.fixture(scope="module")
+def executions(request):
+    """The futures of the chapters' executions (started at collection by conftest.py, or here)."""
+    started = getattr(request.config, "notebook_executions", None)
+    if started is None:
+        selected = {item.callspec.id for item in request.session.items
+                    if item.originalname == "test_notebook_runs_at_ci_scale"}
+        started = start_executions(selected)
+    pool, futures = started
     yield futures
     pool.shutdown(wait=True, cancel_futures=True)
 
