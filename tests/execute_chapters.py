@@ -7,9 +7,10 @@ timeout); the build then finds every chapter cached and only renders. An unchang
 
 With ``--jobs N`` above 1, each kernel gets ``cores // N`` threads (``OMP_NUM_THREADS``): the chapters' tensors are
 small, so two single-threaded kernels on two cores finish sooner than one chapter after the other on both cores.
-``--jobs 1`` runs one chapter at a time with torch's default threads (the old ``make book``). Chapter 6 compares
-methods at equal training time; its runner counts CPU seconds on a CPU (``ebmlib.bench.Budget``), so a chapter
-beside it does not shorten its runs.
+``--jobs 1`` runs one chapter at a time with torch's default threads. Chapter 6 compares methods at equal training
+time: on a CPU its runner counts CPU seconds of its one thread (``ebmlib.bench.Budget``), so a chapter beside it does
+not shorten its runs; on a GPU it counts wall-clock seconds, so there it runs alone, after the others
+(``ALONE_ON_ACCELERATOR``).
 
 Every execution records each cell's time (nbclient's ``record_timing``) in ``_build/profile/<scale>/<chapter>.json``.
 ``--profile`` executes the chosen chapters even if cached; ``--table book/setup.md`` rewrites the profile table
@@ -46,6 +47,8 @@ MARKERS = ("<!-- profile-table: start -->", "<!-- profile-table: end -->")
 # rest as the measured times (one thread each, book scale) pack best.
 LONGEST_FIRST = ("01_ratio_matching", "03_energy_discrepancy", "02_joint_mixed", "04_flowmc_ebm", "06_which_method",
                  "05_noise_free", "00_primer")
+# Chapters whose budgets are wall-clock seconds on a GPU: executed one at a time, after the others, on a GPU.
+ALONE_ON_ACCELERATOR = ("06_which_method",)
 
 
 def chapters(names: list[str]) -> list[Path]:
@@ -90,6 +93,13 @@ def cell_seconds(cell) -> float:
         return 0.0
     parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
     return (parse(end) - parse(start)).total_seconds()
+
+
+def _accelerated() -> bool:
+    """Whether the chapters will run on a GPU (``ebmlib.utils.get_device``'s choice, ``EBMLIB_DEVICE`` included)."""
+    from ebmlib.utils import get_device
+
+    return get_device().type != "cpu"
 
 
 def _execute(path: str, threads: int | None, timeout: int) -> tuple[object, float, str | None]:
@@ -164,14 +174,20 @@ def execute(paths: list[Path], *, jobs: int, scale: str, force: bool = False, ca
         if force or not cached:
             todo.append(path)
     threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
+    alone = [p for p in todo if p.stem in ALONE_ON_ACCELERATOR] if jobs > 1 and _accelerated() else []
     print(f"executing {len(todo)} chapter(s) at {scale} scale, {jobs} at a time"
           + (f", {threads} thread(s) each" if threads else "")
-          + (": " + ", ".join(p.stem for p in todo) if todo else " (all cached)"), flush=True)
+          + (": " + ", ".join(p.stem for p in todo) if todo else " (all cached)")
+          + (f"; on the GPU {', '.join(p.stem for p in alone)} after the others, alone" if alone else ""), flush=True)
     failed = []
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {path: pool.submit(_execute, str(path), threads, timeout) for path in todo}
+    with ProcessPoolExecutor(max_workers=jobs) as pool, ProcessPoolExecutor(max_workers=1) as solo:
+        futures = {path: pool.submit(_execute, str(path), threads, timeout) for path in todo if path not in alone}
+        for path in alone:  # submitted once the side-by-side chapters are done, by the loop below
+            futures[path] = None
         for path, future in futures.items():
+            if future is None:
+                future = solo.submit(_execute, str(path), None, timeout)
             nb, seconds, error = future.result()
             if error is not None:
                 failed.append(path.stem)

@@ -82,3 +82,12 @@ def test_the_page_table_is_rewritten_between_its_markers(book, tmp_path):
     (tmp_path / "plain.md").write_text("no markers here\n")
     with pytest.raises(SystemExit, match="lacks the markers"):
         ex.update_page(tmp_path / "plain.md", "ci", profiles=book / "profile")
+
+
+def test_on_a_gpu_a_wall_clock_chapter_runs_alone_after_the_others(book, monkeypatch, capsys):
+    """Chapter 6's budgets are wall-clock seconds on a GPU: it must not share the device with another chapter."""
+    monkeypatch.setattr(ex, "_accelerated", lambda: True)
+    monkeypatch.setattr(ex, "ALONE_ON_ACCELERATOR", ("01_chapter",))
+    assert ex.execute([book / "notebooks" / "01_chapter.md"], jobs=2, scale="ci", force=True,
+                      cache_dir=book / "_build" / ".jupyter_cache", profiles=book / "profile", timeout=60) == []
+    assert "on the GPU 01_chapter after the others, alone" in capsys.readouterr().out

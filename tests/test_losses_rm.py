@@ -233,6 +233,39 @@ def test_all_terms_without_replacement_is_exact_rm(proposal: str, estimator: str
     torch.testing.assert_close(loss, ratio_matching(energy, x)[0], rtol=1e-12, atol=0)
 
 
+def test_authors_pairing_is_their_stack_and_reshape() -> None:
+    """The reference code stacks the flipped copies bit by bit, ``cat([x with bit i flipped for i])``, and reshapes
+    the energies to ``(B, d)`` row by row; ``pairing="authors"`` must give exactly that loss, and differ from eq. 4."""
+    energy, x = mlp_energy(), random_bits(6)
+    stacked = torch.cat([torch.cat([x[:, :i], 1 - x[:, i:i + 1], x[:, i + 1:]], dim=1) for i in range(D)])
+    reference = (2 * (energy(x)[:, None] - energy(stacked).reshape(-1, D))).exp().sum(dim=1).mean()
+    for rank_one in (True, False):
+        loss, _ = ratio_matching(energy, x, pairing="authors", rank_one=rank_one)
+        torch.testing.assert_close(loss, reference, rtol=1e-12, atol=0)
+    assert not torch.isclose(reference, ratio_matching(energy, x)[0])
+
+
+def test_authors_pairing_of_the_estimators_follows_their_stack_of_draws() -> None:
+    """The authors' code stacks draw k of every point as block k (``cat`` over draws) and reshapes the energies to
+    ``(B, s)`` row by row; rebuilt here from the neighbours the estimator evaluated, with the same draws."""
+    energy, x = mlp_energy(), random_bits(5)
+    batches = []
+
+    def recording(z: Tensor) -> Tensor:
+        batches.append(z.detach().clone())
+        return energy(z)
+
+    s = 3
+    torch.manual_seed(3)
+    loss, _ = rmwggis(recording, x, n_samples=s, estimator="biased", pairing="authors")
+    drawn = batches[-1]  # row b·s + k: point b with its k-th drawn flip
+    stacked = torch.stack([drawn[b * s + k] for k in range(s) for b in range(len(x))])
+    reference = (2 * (energy(x)[:, None] - energy(stacked).reshape(len(x), s))).exp().sum(dim=1).mean()
+    torch.testing.assert_close(loss, reference, rtol=1e-12, atol=0)
+    torch.manual_seed(3)
+    assert not torch.isclose(loss, rmwggis(energy, x, n_samples=s, estimator="biased")[0])
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Diagnostics, training loop, validation
 # ---------------------------------------------------------------------------------------------------------
@@ -264,6 +297,8 @@ BAD_CALLS = {
     "estimator": (lambda: rmwggis(mlp_energy(), GOOD, estimator="sum"), "estimator"),
     "proposal": (lambda: rmwggis(mlp_energy(), GOOD, proposal="optimal"), "proposal"),
     "proposal (rmwggis_proposal)": (lambda: rmwggis_proposal(mlp_energy(), GOOD, proposal="x"), "proposal"),
+    "pairing (rm)": (lambda: ratio_matching(mlp_energy(), GOOD, pairing="shuffled"), "pairing"),
+    "pairing (rmwggis)": (lambda: rmwggis(mlp_energy(), GOOD, pairing="shuffled"), "pairing"),
     "energy shape (rm)": (lambda: ratio_matching(wrong_shape_energy, GOOD), "energy_fn"),
     "energy shape (rmwggis)": (lambda: rmwggis(wrong_shape_energy, GOOD), "energy_fn"),
     "energy shape (uniform)": (lambda: rmwggis(wrong_shape_energy, GOOD, proposal="uniform"), "energy_fn"),

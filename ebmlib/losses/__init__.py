@@ -28,6 +28,7 @@ from ebmlib.losses.flowmc import (
     FLOW_EBM_METHODS,
     FlowEBMLoss,
 )
+from ebmlib.losses.graph_ratio import ratio_matching_within_nodes
 from ebmlib.losses.heat import (
     HEAT_GRAPHS,
     CategoricalPerturbation,
@@ -59,10 +60,10 @@ from ebmlib.losses.perturbations import (
 )
 from ebmlib.losses.ratio import (
     RM_ESTIMATORS,
+    RM_PAIRINGS,
     RM_PROPOSALS,
     LinearFirstLayer,
     ratio_matching,
-    ratio_matching_within_nodes,
     rmwggis,
     rmwggis_proposal,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "rmwggis_proposal",
     "rmwggis",
     "ratio_matching_within_nodes",
+    "RM_PAIRINGS",
     "PerturbationKernel",
     "discrepancy_from_energies",
     "check_perturbation",

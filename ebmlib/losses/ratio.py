@@ -1,5 +1,5 @@
 """Ratio matching for binary data (Hyvärinen 2007; Lyu 2009) and its gradient-guided importance-sampling
-estimate RMwGGIS (Liu, Liu & Ji 2023), including the form restricted to each graph's node set."""
+estimate RMwGGIS (Liu, Liu & Ji 2023)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from ebmlib.data.graphs import check_node_counts, max_nodes_of_bits, node_pair_mask
 from ebmlib.samplers.core import all_finite, flip_bits, flip_log_proposal, raise_unless_finite, sample_categorical
 from ebmlib.utils import EnergyFn, check_binary, check_energy_output, check_int, check_tensor
 
 RM_ESTIMATORS = ("unbiased", "biased")
 RM_PROPOSALS = ("gradient", "uniform")
+RM_PAIRINGS = ("matched", "authors")
 
 
 @runtime_checkable
@@ -43,6 +43,19 @@ def _check_binary_data(x: Tensor) -> None:
     # One host synchronisation per call (the 0/1 check); everything after it is metadata-only.
     check_tensor(x, "x", ndim=2, floating=True, finite=False)
     check_binary(x, "x")
+
+
+def _paired(neighbours: Tensor, pairing: str, n_members: int) -> Tensor:
+    """The ``(N, s)`` neighbour energies each ``E(x_b)`` is compared with; row ``b`` holds ``x_b``'s own neighbours.
+
+    ``"authors"`` reproduces the pairing of the RMwGGIS authors' code, which stacks the flipped copies flip by flip
+    (``s`` blocks of ``B`` rows) and reshapes the energies to ``(B, s)`` row by row: row ``b`` then holds flipped
+    copies of *other* points (``x_{(b·s + k) mod B}``). Per member of an ensemble, as a separate run would.
+    """
+    if pairing == "matched":
+        return neighbours
+    rows, s = neighbours.shape
+    return neighbours.view(n_members, rows // n_members, s).transpose(1, 2).reshape(rows, s)
 
 
 def _neighbour_energies(energy_fn: EnergyFn, x: Tensor, start: int, stop: int) -> Tensor:
@@ -105,7 +118,8 @@ def _rank_one_energies(energy_fn: LinearFirstLayer, x: Tensor, chunk_size: int |
 
 
 def ratio_matching(
-    energy_fn: EnergyFn, x: Tensor, *, chunk_size: int | None = None, rank_one: bool | None = None
+    energy_fn: EnergyFn, x: Tensor, *, chunk_size: int | None = None, rank_one: bool | None = None,
+    pairing: str = "matched",
 ) -> tuple[Tensor, dict[str, Tensor]]:
     r"""Exact ratio-matching objective for binary data (Lyu 2009; RMwGGIS paper eq. 4).
 
@@ -147,6 +161,10 @@ def ratio_matching(
         checkpointed chunks of at most ``chunk_size`` rows (at least one point's ``d``). ``None`` (default) takes
         this path whenever the energy allows it; ``False`` forces the generic path (as a baseline), ``True``
         requires the fast one.
+    pairing
+        ``"matched"`` (default): each ``E(x)`` is compared with its own neighbours, as in eq. 4. ``"authors"``
+        compares it with the neighbours of other points of the batch, as the authors' code does (its flipped
+        copies are stacked bit by bit and reshaped row by row); chapter 1 uses it to show what this does to Table 1.
 
     Returns
     -------
@@ -162,14 +180,18 @@ def ratio_matching(
     if rank_one and not isinstance(energy_fn, LinearFirstLayer):
         raise ValueError("rank_one=True needs an energy_fn with first_layer and head (LinearFirstLayer)")
     rank_one = isinstance(energy_fn, LinearFirstLayer) if rank_one is None else rank_one
-    if getattr(energy_fn, "n_members", 1) > 1 and chunk_size is not None:
+    n_members = getattr(energy_fn, "n_members", 1)
+    if n_members > 1 and chunk_size is not None:
         raise ValueError("chunk_size would split an ensemble's member-grouped rows; leave it None")
+    if pairing not in RM_PAIRINGS:
+        raise ValueError(f"pairing must be one of {RM_PAIRINGS}, got {pairing!r}")
     if rank_one:
         energy, neighbours = _rank_one_energies(energy_fn, x, chunk_size)
     else:
         energy = check_energy_output(energy_fn(x), x.shape[0], "energy_fn", finite=False)
         neighbours = _all_neighbour_energies(energy_fn, x, chunk_size)
     raise_unless_finite(all_finite(energy, neighbours))
+    neighbours = _paired(neighbours, pairing, n_members)
     log_terms = 2 * (energy.unsqueeze(1) - neighbours)
     loss = log_terms.exp().sum(dim=1).mean()
     return loss, {"objective": loss.detach(), "max_log_term": log_terms.max().detach()}
@@ -249,6 +271,7 @@ def rmwggis(
     estimator: str = "unbiased",
     proposal: str = "gradient",
     replacement: bool = True,
+    pairing: str = "matched",
 ) -> tuple[Tensor, dict[str, Tensor]]:
     r"""Ratio matching with gradient-guided importance sampling (RMwGGIS; Liu, Liu & Ji).
 
@@ -294,6 +317,9 @@ def rmwggis(
         Draw with replacement (default), which makes eq. 7 exactly unbiased. ``False`` follows the authors'
         code and needs ``n_samples <= d``; the inclusion probabilities of a draw without replacement are then
         not ``s·ñ_i``, so eq. 7 is only approximately unbiased (exactly so for the uniform proposal).
+    pairing
+        As in :func:`~ebmlib.losses.ratio_matching`: ``"authors"`` compares ``E(x_b)`` with drawn neighbours of
+        other points, as the authors' code does (the weights ``1/ñ`` stay those of ``x_b``'s own draws, as there).
 
     Returns
     -------
@@ -310,13 +336,16 @@ def rmwggis(
         raise ValueError(f"estimator must be one of {RM_ESTIMATORS}, got {estimator!r}")
     if proposal not in RM_PROPOSALS:
         raise ValueError(f"proposal must be one of {RM_PROPOSALS}, got {proposal!r}")
+    if pairing not in RM_PAIRINGS:
+        raise ValueError(f"pairing must be one of {RM_PAIRINGS}, got {pairing!r}")
     batch = x.shape[0]
     energy, log_q = _energy_and_log_proposal(energy_fn, x, proposal)
     index = _draw_flips(log_q, n_samples, replacement)
     neighbours = flip_bits(x.repeat_interleave(n_samples, dim=0), index.reshape(-1))
     energy_flipped = check_energy_output(energy_fn(neighbours), batch * n_samples, "energy_fn", finite=False)
     raise_unless_finite(all_finite(energy, log_q, energy_flipped))
-    log_terms = 2 * (energy.unsqueeze(1) - energy_flipped.view(batch, n_samples))
+    energy_flipped = _paired(energy_flipped.view(batch, n_samples), pairing, getattr(energy_fn, "n_members", 1))
+    log_terms = 2 * (energy.unsqueeze(1) - energy_flipped)
     if estimator == "unbiased":
         log_weighted = log_terms - log_q.gather(1, index) - math.log(n_samples)
     else:
@@ -329,71 +358,3 @@ def rmwggis(
         "proposal_max": log_q.max(dim=1).values.exp().mean(),
     }
     return loss, logs
-
-
-def ratio_matching_within_nodes(
-    energy_fn: EnergyFn, x: Tensor, node_counts: Tensor, *, n_samples: int | None = None
-) -> tuple[Tensor, dict[str, Tensor]]:
-    r"""Ratio matching of the model conditioned on each graph's node set: only flips among its nodes count.
-
-    Exact ratio matching (RMwGGIS eq. 4) sums over all ``D`` bit flips, but for padded graphs most flips add an edge
-    to a padding node, which the data never do; those terms dominate the loss while the sampler
-    (:func:`~ebmlib.samplers.gibbs_within_nodes`) never visits them. Here the sum runs over the ``P_b = n_b (n_b -
-    1)/2`` pairs of graph ``b``'s node set ``S_b`` (:func:`~ebmlib.data.node_pair_mask`), which is ratio matching
-    for the conditional :math:`p(x \mid n) \propto e^{-E(x)}` on those bits,
-
-    .. math:: J(x) = \sum_{i \in S_b} e^{2(E(x) - E(x_{-i}))}.
-
-    ``n_samples = s`` gives the biased RMwGGIS estimate (eq. 12) of it: ``min(s, P_b)`` distinct flips drawn
-    without replacement from the gradient proposal (eq. 11, :func:`~ebmlib.losses.rmwggis_proposal`)
-    restricted to ``S_b``, their terms summed; graphs with ``P_b ≤ s`` get the exact sum.
-
-    Parameters
-    ----------
-    energy_fn
-        ``(N, D) -> (N,)``, differentiable in the bits when ``n_samples`` is given.
-    x
-        0/1 floats ``(B, D)``, zero outside each graph's node set.
-    node_counts
-        Integers ``(B,)`` in ``[2, max_nodes]``.
-    n_samples
-        ``None``: exact sum over ``S_b``; otherwise ``s ≥ 1``.
-
-    Returns
-    -------
-    loss, logs
-        Batch mean of ``J``; ``logs`` holds ``objective`` (detached) and ``max_log_term``.
-    """
-    check_tensor(x, "x", ndim=2, floating=True)
-    check_binary(x, "x")
-    max_nodes = max_nodes_of_bits(x)
-    check_node_counts(node_counts, max_nodes)
-    if node_counts.shape != (x.shape[0],):
-        raise ValueError(f"node_counts must have shape ({x.shape[0]},), got {tuple(node_counts.shape)}")
-    mask = node_pair_mask(node_counts.to(x.device), max_nodes).to(x)
-    if (x * (1 - mask)).any():
-        raise ValueError("x has edges outside its node set (see node_pair_mask)")
-    if n_samples is None:
-        energy = check_energy_output(energy_fn(x), x.shape[0], "energy_fn", finite=False)
-        graph, bit = mask.nonzero(as_tuple=True)  # every allowed flip of every graph, in one batch
-        kept = torch.ones_like(bit)
-    else:
-        check_int(n_samples, "n_samples", minimum=1)
-        energy, log_q = rmwggis_proposal(energy_fn, x)
-        # Gumbel-top-k on the proposal with the other bits at -inf: a draw without replacement within S_b;
-        # draws beyond P_b land on excluded bits and are dropped through `kept`.
-        gumbel = -torch.empty_like(log_q).exponential_().log()
-        index = (log_q.masked_fill(mask == 0, -math.inf) + gumbel).topk(min(n_samples, x.shape[1]), dim=1).indices
-        kept = mask.gather(1, index).reshape(-1)
-        graph = torch.arange(x.shape[0], device=x.device).repeat_interleave(index.shape[1])
-        bit = index.reshape(-1)
-    rows = torch.arange(len(bit), device=x.device)
-    flipped = x[graph].clone()
-    flipped[rows, bit] = 1 - flipped[rows, bit]
-    energy_flipped = check_energy_output(energy_fn(flipped), len(bit), "energy_fn", finite=False)
-    raise_unless_finite(all_finite(energy, energy_flipped))
-    # Excluded draws may have huge log-terms (padding flips are untrained): -inf, not 0 * inf = NaN.
-    log_terms = (2 * (energy[graph] - energy_flipped)).masked_fill(kept == 0, -math.inf)
-    loss = torch.zeros_like(energy).index_add(0, graph, log_terms.exp()).mean()
-    max_log = log_terms.max()
-    return loss, {"objective": loss.detach(), "max_log_term": max_log.detach()}
