@@ -67,6 +67,43 @@ def _square_panel(ax: Axes, lim: float, title: str | None) -> None:
         ax.set_title(title)
 
 
+class _LogMinorLocator(mpl.ticker.Locator):
+    """Minor ticks of a log axis at 2, 3, …, 9 times powers of 10; on an axis spanning less than one such step,
+    the ticks of a linear axis instead (so that at least two ticks exist)."""
+
+    def __call__(self) -> list[float]:
+        low, high = sorted(self.axis.get_view_interval())
+        if low <= 0:
+            return []
+        ticks = mpl.ticker.LogLocator(subs=np.arange(2, 10)).tick_values(low, high)
+        shown = sum(low <= t <= high for t in ticks) + sum(low <= t <= high for t in self.axis.get_majorticklocs())
+        if shown < 2:
+            return [t for t in mpl.ticker.MaxNLocator(4).tick_values(low, high) if t > 0]
+        return list(ticks)
+
+
+def _plain_log_label(axis: mpl.axis.Axis, value: float, minor: bool) -> str:
+    low, high = sorted(axis.get_view_interval())
+    if value <= 0 or low <= 0:
+        return ""
+    mantissa = round(value / 10 ** math.floor(math.log10(value)))
+    return f"{value:g}" if not minor or high / low < 10 or mantissa in (2, 5) else ""
+
+
+def plain_log_ticks(axis: mpl.axis.Axis) -> None:
+    """Label a logarithmic axis with plain numbers (0.5, not 5×10⁻¹) that exist whatever its range.
+
+    Powers of 10 are always labelled; the other multiples (2, 3, …, 9 times a power of 10) at 2 and 5 only when
+    the axis spans a decade or more, and all of them when it spans less, so that a short axis still shows
+    numbers. An axis too short to hold two such ticks gets the ticks of a linear axis.
+    """
+    if not isinstance(axis, mpl.axis.Axis):
+        raise ValueError(f"axis must be a matplotlib Axis (ax.xaxis or ax.yaxis), got {type(axis).__name__}")
+    axis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: _plain_log_label(axis, v, minor=False)))
+    axis.set_minor_locator(_LogMinorLocator())
+    axis.set_minor_formatter(mpl.ticker.FuncFormatter(lambda v, _: _plain_log_label(axis, v, minor=True)))
+
+
 def plot_log_density(
     ax: Axes, log_density: Tensor, lim: float, *, title: str | None = None, colorbar: bool = False
 ) -> Figure:
@@ -133,6 +170,7 @@ def plot_history(
     ax.set_xlabel("iteration")
     if logy:
         ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
     ax.legend()
     if title:
         ax.set_title(title)
@@ -162,6 +200,7 @@ def plot_budget_study(ax: Axes, budgets: Sequence[float], values: Any, *, label:
     ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
     ax.set_xticks(b, [f"{x:g}" for x in b])
     ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
     ax.set_xlabel(xlabel)

@@ -2,7 +2,8 @@
 
 :func:`page_problems` loads one page of a built book (served over HTTP from its ``html`` folder), waits for
 MathJax, and returns one message per problem: math that MathJax did not typeset or typeset with an error, a table
-or display formula wider than the text column, an image outside a captioned figure or below retina resolution,
+or display formula wider than the text column, a visible code cell that scrolls sideways, a table whose columns touch,
+an image outside a captioned figure or below retina resolution,
 other than one search box, progress-bar residue (widget outputs or tqdm text), a "nan" table cell, a Markdown table
 printed as text, a missing claims table, or a Colab link that does not open the chapter's ``.ipynb``.
 ``tests/test_notebooks.py`` runs it on every chapter of the ``ci`` build; run it on any other build (for instance
@@ -58,6 +59,17 @@ const gather = (mathjaxError) => {
       .filter((img) => img.naturalWidth < 2 * img.getBoundingClientRect().width - 1)
       .map((img) => `${img.src.split("/").pop()}: ${img.naturalWidth} px shown at `
                     + `${Math.round(img.getBoundingClientRect().width)} px`),
+    // A visible code cell (not folded away by hide-input) that scrolls sideways: lines wider than the column.
+    wide_code: [...article.querySelectorAll(".cell_input pre")]
+      .filter((pre) => !(pre.closest("details") && !pre.closest("details").open))  // folded by hide-input
+      .filter((pre) => pre.offsetParent !== null && pre.scrollWidth > pre.clientWidth + 1)
+      .map((pre) => `${pre.scrollWidth} px: ${pre.textContent.split("\n")
+        .reduce((a, b) => (b.length > a.length ? b : a), "").trim().slice(0, 60)}`),
+    // Table cells whose columns touch: less than 4 px of padding on each side.
+    tight_tables: [...article.querySelectorAll(".cell_output table")]
+      .filter((t) => [...t.querySelectorAll("td, th")].some((c) => { const s = getComputedStyle(c);
+        return parseFloat(s.paddingLeft) < 4 || parseFloat(s.paddingRight) < 4; }))
+      .map((t) => describe(t.querySelector("caption, thead, tr") || t)),
     search_boxes: [...document.querySelectorAll(".search-button__button, #searchbox input, form.bd-search")]
       .filter((el) => el.offsetParent !== null).length,
     loose_images: [...article.querySelectorAll("img")]
@@ -172,6 +184,8 @@ ITEM_PROBLEMS = (
     ("tqdm_text", "progress-bar residue: tqdm text {0!r}"),
     ("nan_cells", "'nan' table cell: {0}"),
     ("markdown_tables", "Markdown table printed as text: {0!r}"),
+    ("wide_code", "code cell wider than the text column ({column} px), scrolls sideways: {0}"),
+    ("tight_tables", "table whose columns touch (cells without padding): {0}"),
 )
 
 

@@ -652,6 +652,8 @@ SPECS.update({
     "ebmlib.report.budget_trend": Spec(report.budget_trend, lambda dt: dict(budgets=[1, 2, 4], gaps=[[0.1, 0.2, 0.3],
                                                                                                 [0.2, 0.1, 0.0]]),
                                        {"budgets": "empty seqneg seqstr", "gaps": "empty seqstr"}),
+    "ebmlib.plotting.plain_log_ticks": Spec(plotting.plain_log_ticks, lambda dt: dict(axis=_axes().xaxis),
+                                            {"axis": "object"}),
     "ebmlib.plotting.plot_budget_study": Spec(plotting.plot_budget_study, lambda dt: dict(
         ax=_axes(), budgets=[1, 2], values=[[0.1, 0.2], [0.3, 0.1]], label="a", paper=0.1, xlabel="s"),
         {"ax": "object", "budgets": "empty seqneg", "values": "empty", "label": "none"}),

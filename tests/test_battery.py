@@ -974,7 +974,8 @@ def target_tabcd_loss() -> None:
 EXCLUDED = {
     # constants
     "GIBBS_ORDERS": "constant", "TRACE_ESTIMATORS": "constant", "ADAPTIVE_METHODS": "constant",
-    "RM_ESTIMATORS": "constant", "RM_PROPOSALS": "constant", "MAX_STATES": "constant", "HEAT_GRAPHS": "constant",
+    "RM_ESTIMATORS": "constant", "RM_PROPOSALS": "constant", "RM_PAIRINGS": "constant", "MAX_STATES": "constant",
+    "HEAT_GRAPHS": "constant",
     "DYNAMICS": "constant", "FLOW_EBM_METHODS": "constant",
     # types: protocols, a type alias, result containers, abstract bases without a noise law of their own
     "FlowProposal": "protocol", "TransportMap": "protocol", "PerturbationKernel": "protocol",

@@ -75,3 +75,38 @@ def test_python_examples_in_the_docs_run(page):
     assert blocks, f"{page} has no python example"
     for block in blocks:
         exec(compile(re.sub(r"n_iters=[\d_]+", "n_iters=3, progress=False", block), page, "exec"), {})
+
+
+INCLUDE = re.compile(r"```\{literalinclude\} (?P<path>\S+)\n:pyobject: (?P<object>\S+)\n:lines: (?P<lines>\S+)\n")
+
+
+def _selected(spec: str, n_lines: int) -> list[int]:
+    """The line numbers a Sphinx ``:lines:`` option selects ("1-3,7,9-" of ``n_lines`` lines)."""
+    chosen = []
+    for part in spec.split(","):
+        first, dash, last = part.partition("-")
+        stop = (int(last) if last else n_lines) if dash else int(first)
+        chosen += range(int(first), stop + 1)
+    return chosen
+
+
+@pytest.mark.parametrize("md", NOTEBOOKS, ids=lambda p: p.stem)
+def test_included_library_code_shows_code_not_its_docstring(md):
+    """A ``:lines:`` selection of a ``:pyobject:`` counts lines from the object's first line: when its docstring
+    grows, the same numbers pick docstring text instead of the code the prose describes."""
+    import ast
+
+    for match in INCLUDE.finditer(md.read_text()):
+        source = (md.parent / match["path"]).read_text()
+        node = ast.parse(source)
+        for name in match["object"].split("."):
+            node = next(n for n in ast.walk(node) if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == name)
+        first = node.body[0]
+        doc = first if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) else None
+        n_lines = node.end_lineno - node.lineno + 1
+        selected = _selected(match["lines"], n_lines)
+        assert max(selected) <= n_lines, f"{md.name}: {match['object']} has {n_lines} lines, not {max(selected)}"
+        if doc is not None:
+            docstring = range(doc.lineno - node.lineno + 1, doc.end_lineno - node.lineno + 2)
+            inside = sorted(set(selected) & set(docstring))
+            assert not inside, f"{md.name}: lines {inside} of {match['object']} are its docstring"

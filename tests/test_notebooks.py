@@ -102,7 +102,7 @@ def test_book_builds_without_warnings_from_the_executed_notebooks():
     src = OUT / "book"
     shutil.rmtree(src, ignore_errors=True)
     src.mkdir(parents=True)
-    for name in ("_toc.yml", "book"):
+    for name in ("_toc.yml", "book", "_static"):
         (src / name).symlink_to(ROOT / name)
     (src / "ebmlib").symlink_to(ROOT / "ebmlib")  # for literalinclude ../ebmlib/...
     shutil.copytree(OUT / "notebooks", src / "notebooks", ignore=shutil.ignore_patterns("*.partial.ipynb"))

@@ -1,3 +1,5 @@
+import math
+
 import matplotlib.pyplot as plt
 import pytest
 import torch
@@ -72,3 +74,27 @@ def test_set_style_shows_figures_as_retina_pngs_in_jupyter():
         assert width > 500  # 3 inches at twice the style's 100 dpi, less the tight bounding box's trim
     finally:
         InteractiveShell.clear_instance()
+
+
+@pytest.mark.parametrize("low, high", [(0.33, 1.0), (0.6, 0.9), (2.1, 2.9), (0.01, 10.0), (1.0, 300.0)])
+def test_log_axes_show_plain_numbers_whatever_their_range(low, high):
+    """A log axis that spans less than a decade (a short run's training time) still gets at least two plain
+    labels inside its range; a long one gets its powers of 10 and no crowd of minor labels."""
+    fig, ax = plt.subplots()
+    ax.plot([low, high], [low, high])
+    ax.set(xscale="log", xlim=(low, high))
+    plotting.plain_log_ticks(ax.xaxis)
+    fig.canvas.draw()
+    shown = [(tick.get_position()[0], tick.get_text()) for minor in (False, True)
+             for tick in ax.get_xticklabels(minor=minor) if tick.get_text()]
+    inside = [(value, text) for value, text in shown if low <= value <= high]
+    assert len(inside) >= 2, shown
+    assert all(float(text) == pytest.approx(value) for value, text in inside)  # plain, not 10^k notation
+    if high / low >= 10:
+        assert len(inside) <= 3 * (1 + int(math.log10(high / low))), inside
+
+
+def test_plain_log_ticks_needs_an_axis():
+    _, ax = plt.subplots()
+    with pytest.raises(ValueError, match="^axis "):
+        plotting.plain_log_ticks(ax)

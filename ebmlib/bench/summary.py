@@ -12,9 +12,9 @@ from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
 
 from ebmlib.bench.runner import ROW_KEYS
+from ebmlib.plotting import plain_log_ticks
 from ebmlib.utils import check_int
 
 _TYPES = {"seed": int, "checkpoint": int, "iteration": int, "seconds": float, "value": float}
@@ -123,13 +123,6 @@ def which_method(rows: Sequence[dict[str, Any]], metric: str, *, checkpoint: int
             "diverged": [c["method"] for c in ranking if c["diverged"]]}
 
 
-def _plain(value: float, _position: int, *, minor: bool = False) -> str:
-    if value <= 0:
-        return ""
-    mantissa = value / 10 ** math.floor(math.log10(value))
-    return f"{value:g}" if not minor or round(mantissa) in (2, 5) else ""
-
-
 def plot_anytime(ax: Axes, rows: Sequence[dict[str, Any]], metric: str, *, methods: Sequence[str] | None = None,
                  title: str | None = None, logy: bool = False) -> Figure:
     """Anytime curves: ``metric`` against training seconds (log axis), the mean over seeds as a line with
@@ -153,13 +146,10 @@ def plot_anytime(ax: Axes, rows: Sequence[dict[str, Any]], metric: str, *, metho
         if failed:
             ax.plot(failed[0]["seconds"], ok[-1]["mean"] if ok else math.nan, "x", color=line.get_color(), ms=8)
     ax.set_xscale("log")
-    axes = [ax.xaxis]
+    plain_log_ticks(ax.xaxis)
     if logy:
         ax.set_yscale("log")
-        axes.append(ax.yaxis)
-    for axis in axes:  # plain numbers (0.5, not 5×10⁻¹); minor ticks labelled at 2 and 5 times a power of 10
-        axis.set_major_formatter(FuncFormatter(_plain))
-        axis.set_minor_formatter(FuncFormatter(lambda value, position: _plain(value, position, minor=True)))
+        plain_log_ticks(ax.yaxis)
     ax.set_xlabel("training time [s]")
     ax.set_ylabel(metric)
     if title:
