@@ -5,8 +5,9 @@ execution cache (``_build/.jupyter_cache``, the one Jupyter Book reads) is execu
 stored in the cache exactly as Jupyter Book would store it (same reader, same cache key, same working directory and
 timeout); the build then finds every chapter cached and only renders. An unchanged chapter is not executed again.
 
-With ``--jobs N`` above 1, each kernel gets ``cores // N`` threads (``OMP_NUM_THREADS``): the chapters' tensors are
-small, so two single-threaded kernels on two cores finish sooner than one chapter after the other on both cores.
+With ``--jobs N`` above 1, each kernel gets ``cores // N`` threads (``OMP_NUM_THREADS``; N at most the number of
+chapters to execute): the chapters' tensors are small, so two single-threaded kernels on two cores finish sooner than
+one chapter after the other on both cores.
 ``--jobs 1`` runs one chapter at a time with torch's default threads. Chapter 6 compares methods at equal training
 time: on a CPU its runner counts CPU seconds of its one thread (``ebmlib.bench.Budget``), so a chapter beside it does
 not shorten its runs; on a GPU it counts wall-clock seconds, so there it runs alone, after the others
@@ -173,7 +174,8 @@ def execute(paths: list[Path], *, jobs: int, scale: str, force: bool = False, ca
             cached = False
         if force or not cached:
             todo.append(path)
-    threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
+    # Cores shared among the kernels that run at once (never more kernels than chapters to execute).
+    threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(todo))))
     alone = [p for p in todo if p.stem in ALONE_ON_ACCELERATOR] if jobs > 1 and _accelerated() else []
     print(f"executing {len(todo)} chapter(s) at {scale} scale, {jobs} at a time"
           + (f", {threads} thread(s) each" if threads else "")
