@@ -183,26 +183,30 @@ def execute(paths: list[Path], *, jobs: int, scale: str, force: bool = False, ca
           + (f"; on the GPU {', '.join(p.stem for p in alone)} after the others, alone" if alone else ""), flush=True)
     failed = []
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=jobs) as pool, ProcessPoolExecutor(max_workers=1) as solo:
-        futures = {path: pool.submit(_execute, str(path), threads, timeout) for path in todo if path not in alone}
-        for path in alone:  # submitted once the side-by-side chapters are done, by the loop below
-            futures[path] = None
-        for path, future in futures.items():
-            if future is None:
-                future = solo.submit(_execute, str(path), None, timeout)
-            nb, seconds, error = future.result()
-            if error is not None:
-                failed.append(path.stem)
-                print(f"{path.stem}: FAILED after {seconds:.0f} s\n{error[-4000:]}", flush=True)
-                continue
-            profile = write_profile(path, nb, seconds, scale, jobs, profiles)
-            for cell in nb.cells:  # jupyter-cache hashes cell metadata: drop the timings, or no build would match
-                cell.metadata.pop("execution", None)
-            _, read_fmt = read_chapter(path)
-            record = cache.add_nb_to_project(str(path), read_data=read_fmt)
-            cache.cache_notebook_bundle(CacheBundleIn(nb, record.uri, data={"execution_seconds": seconds}),
-                                        check_validity=False, overwrite=True)
-            print(f"{path.stem}: executed in {seconds:.0f} s (cell times: {profile})", flush=True)
+
+    def results():
+        """(chapter, execution) pairs: the side-by-side chapters as they finish in order, then those run alone."""
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [(path, pool.submit(_execute, str(path), threads, timeout)) for path in todo if path not in alone]
+            for path, future in futures:
+                yield path, future.result()
+        with ProcessPoolExecutor(max_workers=1) as solo:
+            for path in alone:
+                yield path, solo.submit(_execute, str(path), None, timeout).result()
+
+    for path, (nb, seconds, error) in results():
+        if error is not None:
+            failed.append(path.stem)
+            print(f"{path.stem}: FAILED after {seconds:.0f} s\n{error[-4000:]}", flush=True)
+            continue
+        profile = write_profile(path, nb, seconds, scale, jobs, profiles)
+        for cell in nb.cells:  # jupyter-cache hashes cell metadata: drop the timings, or no build would match
+            cell.metadata.pop("execution", None)
+        _, read_fmt = read_chapter(path)
+        record = cache.add_nb_to_project(str(path), read_data=read_fmt)
+        cache.cache_notebook_bundle(CacheBundleIn(nb, record.uri, data={"execution_seconds": seconds}),
+                                    check_validity=False, overwrite=True)
+        print(f"{path.stem}: executed in {seconds:.0f} s (cell times: {profile})", flush=True)
     if todo:
         print(f"all executions took {time.perf_counter() - start:.0f} s", flush=True)
     return failed
