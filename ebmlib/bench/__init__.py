@@ -10,9 +10,12 @@ ratio matching against RMwGGIS, and batched ensembles against separate runs; on 
 * :mod:`~ebmlib.bench.tasks` — the tasks by name, at the book's three scales (:func:`~ebmlib.bench.make_task`);
 * :mod:`~ebmlib.bench.methods` — every training method of the book, built from ``ebmlib``'s losses and samplers;
 * :mod:`~ebmlib.bench.runner` — budgets, runs, the tidy table (:func:`~ebmlib.bench.compare_methods`);
+* :mod:`~ebmlib.bench.cluster` — the runs of a sweep in this process or as Ray tasks, each with a GPU or a node
+  to itself;
 * :mod:`~ebmlib.bench.summary` — anytime curves, equal-budget tables, the verdict per task, CSV;
 * :mod:`~ebmlib.bench.rmwggis` — one training step of RM vs RMwGGIS by dimension (RMwGGIS paper, Table 2);
 * :mod:`~ebmlib.bench.ising` — the Ising benchmark: couplings learned by any objective;
+* :mod:`~ebmlib.bench.cost` — what a training step costs, counted: FLOPs and operators dispatched;
 * :mod:`~ebmlib.bench.ensemble` — ``K`` networks trained as one batched run against ``K`` separate runs;
 * :mod:`~ebmlib.bench.cli` — the command line.
 """
@@ -26,11 +29,23 @@ from ebmlib.bench.base import (
 from ebmlib.bench.cli import (
     main,
 )
+from ebmlib.bench.cluster import (
+    BACKENDS,
+    check_backend,
+    run_calls,
+)
 from ebmlib.bench.continuous import (
     ContinuousTask,
     GridDensityTask,
     MixtureTask,
     tilted_mlp,
+)
+from ebmlib.bench.cost import (
+    DeviceModel,
+    OperationCount,
+    count_methods,
+    count_operations,
+    predict_seconds,
 )
 from ebmlib.bench.discrete import (
     BinaryTask,
@@ -54,6 +69,8 @@ from ebmlib.bench.methods import (
     METHODS,
     Method,
     Training,
+    check_method,
+    check_methods,
     methods_for,
 )
 from ebmlib.bench.rmwggis import (
@@ -110,6 +127,8 @@ __all__ = [
     "Method",
     "METHODS",
     "methods_for",
+    "check_method",
+    "check_methods",
     "CLOCKS",
     "ROW_KEYS",
     "Budget",
@@ -120,6 +139,14 @@ __all__ = [
     "run_method",
     "compare_methods",
     "profile_methods",
+    "OperationCount",
+    "DeviceModel",
+    "count_operations",
+    "count_methods",
+    "predict_seconds",
+    "BACKENDS",
+    "check_backend",
+    "run_calls",
     "write_csv",
     "read_csv",
     "anytime",

@@ -11,6 +11,7 @@ from pathlib import Path
 import matplotlib
 import torch
 
+from ebmlib.bench.cluster import BACKENDS
 from ebmlib.bench.ensemble import DEFAULT_KS, ENSEMBLE_CASES, bench_ensemble, format_ensemble_table
 from ebmlib.bench.methods import METHODS, methods_for
 from ebmlib.bench.rmwggis import DEFAULT_DIMS, bench_rmwggis, format_table
@@ -37,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for <task>.csv and <task>.png")
     cmp.add_argument("--run-dir", type=Path, default=None,
                      help="keep each finished run here; rerunning the command resumes the sweep from it")
+    cmp.add_argument("--backend", default="inprocess", choices=BACKENDS,
+                     help="train the runs in this process, or as tasks on a Ray cluster (one per GPU or node)")
+    cmp.add_argument("--address", default=None,
+                     help="with --backend ray: the cluster's address, host:port (default: RAY_ADDRESS, a cluster "
+                          "started on this machine, else a new local one)")
     rm = commands.add_parser("rmwggis", help="ratio matching vs RMwGGIS, one training step (paper Table 2)")
     rm.add_argument("--dims", type=int, nargs="+", default=list(DEFAULT_DIMS), help="data dimensions d")
     rm.add_argument("--batch-size", type=int, default=256)
@@ -63,7 +69,8 @@ def _methods(args: argparse.Namespace) -> int:
     task = make_task(args.task, args.scale, device=device)
     methods = args.methods or methods_for(task)
     budget = Budget(seconds=args.budget, iterations=args.iterations, n_checkpoints=args.checkpoints)
-    rows = compare_methods(task, methods, args.seeds, budget, run_dir=args.run_dir)
+    rows = compare_methods(task, methods, args.seeds, budget, run_dir=args.run_dir, backend=args.backend,
+                           address=args.address)
     csv_path = write_csv(rows, args.out / f"{task.name}.csv")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

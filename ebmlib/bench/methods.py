@@ -8,9 +8,10 @@ different settings in 2D and in high dimension (chapter 4), the task's dimension
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -100,8 +101,10 @@ def _pcd_binary(sampler: Callable[[EnergyFn, Tensor], Tensor], task: Task, energ
     return Training(PersistentContrastiveDivergence(ReplayBuffer(task.init_states, 1000, reinit_prob=0.0), sampler))
 
 
-def _ed(perturbation: Callable[[Task], object], task: Task, energy: nn.Module) -> Training:
-    return Training(EnergyDiscrepancy(perturbation(task), n_negatives=32, w=1.0))
+def _ed(perturbation: Callable[[Task], object], task: Task, energy: nn.Module, n_negatives: int = 32) -> Training:
+    # The papers' M = 32 negatives per data point; a variant with another M is
+    # ``replace(method, build=partial(method.build, n_negatives=M))``.
+    return Training(EnergyDiscrepancy(perturbation(task), n_negatives=n_negatives, w=1.0))
 
 
 def _pcd_langevin(task: Task, energy: nn.Module) -> Training:
@@ -200,6 +203,23 @@ def _continuous_methods() -> list[Method]:
 
 METHODS: dict[str, Method] = {m.name: m for m in (*_binary_methods(), *_continuous_methods())}
 """Every method, by name; :func:`~ebmlib.bench.methods_for` lists those that apply to a task."""
+
+
+def check_method(method: Any, name: str = "method") -> Method:
+    """``method`` as a :class:`Method`: one, or the name of one in :data:`METHODS`; else a ``ValueError`` naming
+    ``name``."""
+    if isinstance(method, str) and method in METHODS:
+        return METHODS[method]
+    if not isinstance(method, Method):
+        raise ValueError(f"{name} must be a Method or one of {sorted(METHODS)}, got {method!r}")
+    return method
+
+
+def check_methods(methods: Any) -> list[Method]:
+    """A non-empty sequence of :class:`Method` objects or names in :data:`METHODS`, as methods."""
+    if isinstance(methods, str) or not isinstance(methods, Sequence) or not methods:
+        raise ValueError(f"methods must be a non-empty sequence of methods or method names, got {methods!r}")
+    return [check_method(method, f"methods[{i}]") for i, method in enumerate(methods)]
 
 
 def methods_for(task: Task) -> list[str]:

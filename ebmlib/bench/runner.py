@@ -5,7 +5,8 @@ Everything one (task, method, seed) run holds between steps lives in a :class:`~
 the method's loss object (with its chains, flow and adapted step sizes), the optimiser, the EMA, the iteration
 and the training seconds. Training goes through :func:`ebmlib.train.fit`, called once per stretch between
 checkpoints. A sweep given a run directory (:func:`~ebmlib.bench.compare_methods`) keeps each finished run's
-rows there and reads them back when it is run again, so a sweep cut short resumes where it stopped.
+rows there and reads them back when it is run again, so a sweep cut short resumes where it stopped; its runs
+train in this process or, as Ray tasks, on a cluster (:mod:`~ebmlib.bench.cluster`).
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm.auto import tqdm
 
 from ebmlib.bench.base import Task, check_task
-from ebmlib.bench.methods import METHODS, Method
+from ebmlib.bench.cluster import run_calls
+from ebmlib.bench.methods import METHODS, Method, check_method, check_methods
 from ebmlib.fingerprint import describe_config
-from ebmlib.train import LossFn, fit, progress_disabled
+from ebmlib.train import LossFn, fit
 from ebmlib.utils import check_int, check_positive, check_probability, measure, seed_everything
 
 ROW_KEYS = ("task", "method", "seed", "checkpoint", "iteration", "seconds", "status", "metric", "value")
@@ -113,15 +114,6 @@ class Run:
         return self.energy if self.ema is None else self.ema.module
 
 
-def _check_method(method: Any) -> Method:
-    """A :class:`Method` or the name of one in :data:`METHODS`."""
-    if isinstance(method, str) and method in METHODS:
-        return METHODS[method]
-    if not isinstance(method, Method):
-        raise ValueError(f"method must be a Method or one of {sorted(METHODS)}, got {method!r}")
-    return method
-
-
 def _check_methods(methods: Any) -> list[str]:
     if isinstance(methods, str) or not isinstance(methods, Sequence) or not methods:
         raise ValueError(f"methods must be a non-empty sequence of method names, got {methods!r}")
@@ -150,7 +142,7 @@ def start_run(task: Task, method: Method | str, seed: int, *, ema_decay: float |
 
     The learning rate is the method's own if it has one (:class:`~ebmlib.bench.Training`), else the task's.
     """
-    if _check_method(method).kind != check_task(task).kind:
+    if check_method(method).kind != check_task(task).kind:
         raise ValueError(f"method {method.name!r} is for {method.kind} tasks, task {task.name!r} is {task.kind}")
     seed_everything(check_int(seed, "seed", minimum=0))
     energy = task.make_energy()
@@ -287,7 +279,7 @@ def run_method(task: Task, method: Method | str, seed: int, budget: Budget, *,
     if budget.clock == "cpu" and task.device.type != "cpu":
         raise ValueError(f"budget.clock 'cpu' counts CPU seconds, which miss the work of a {task.device.type} "
                          "device: use clock='wall' there")
-    run = start_run(task, _check_method(method), seed, ema_decay=ema_decay)
+    run = start_run(task, check_method(method), seed, ema_decay=ema_decay)
     for checkpoint, target in enumerate(budget.checkpoints()):
         while _training(run, budget, target):
             advance(run, _next_chunk(run, budget, target), clock=budget.clock)
@@ -296,19 +288,19 @@ def run_method(task: Task, method: Method | str, seed: int, budget: Budget, *,
 
 
 def compare_methods(task: Task, methods: Sequence[str], seeds: Sequence[int], budget: Budget, *,
-                    ema_decay: float | None = 0.99, progress: bool = True,
-                    run_dir: str | Path | None = None) -> list[dict[str, Any]]:
+                    ema_decay: float | None = 0.99, progress: bool = True, run_dir: str | Path | None = None,
+                    backend: str = "inprocess", address: str | None = None) -> list[dict[str, Any]]:
     """:func:`~ebmlib.bench.run_method` for every method and seed: the tidy table of one task.
 
     Every (method, seed) run starts from :func:`ebmlib.utils.seed_everything` of its seed, so its rows do not
-    depend on which other pairs run, or in which order.
+    depend on which other pairs run, where, or in which order.
 
     Parameters
     ----------
     task, methods, seeds, budget, ema_decay
         What runs, for how long (see :func:`~ebmlib.bench.run_method`).
     progress
-        Show a progress bar over the (method, seed) pairs.
+        Show a progress bar over the runs to train.
     run_dir
         A folder to resume from (e.g. :func:`ebmlib.scale.run_dir`), or ``None``. Each finished run's rows are
         written there (``<task>/<method>-seed<seed>.json``, atomically) together with the configuration that
@@ -317,6 +309,11 @@ def compare_methods(task: Task, methods: Sequence[str], seeds: Sequence[int], bu
         that was cut short left nothing and restarts from its seed, which for an ``iterations`` budget gives
         bit-for-bit the rows an uninterrupted sweep gives. A stored run made with another configuration is a
         ``ValueError`` (delete it, or choose another folder).
+    backend, address
+        ``"inprocess"``: one run after the other in this process. ``"ray"``: every run is a task on the Ray cluster
+        at ``address`` (:func:`~ebmlib.bench.run_calls`), holding a GPU or a whole node to itself; the
+        rows are the same. A ``run_dir`` must then be a folder every node writes to; a run whose worker died
+        raises once the other runs have ended, and calling again trains only the runs missing.
     """
     check_task(task)
     methods, budget = _check_methods(methods), _check_budget(budget)
@@ -324,21 +321,26 @@ def compare_methods(task: Task, methods: Sequence[str], seeds: Sequence[int], bu
         raise ValueError(f"seeds must be a non-empty sequence of integers, got {seeds!r}")
     for i, seed in enumerate(seeds):
         check_int(seed, f"seeds[{i}]", minimum=0)
-    folder = None if run_dir is None else Path(run_dir) / task.name
     pairs = [(name, seed) for name in methods for seed in seeds]
-    rows: list[dict[str, Any]] = []
-    for name, seed in tqdm(pairs, desc=task.name, disable=progress_disabled(progress)):
-        if folder is None:
-            rows += run_method(task, name, seed, budget, ema_decay=ema_decay)
-            continue
-        path = folder / f"{name}-seed{seed}.json"
-        config = {"task": describe_config({"task": task, "method": METHODS[name]}), "seed": seed,
-                  "budget": asdict(budget), "ema_decay": ema_decay}
-        found = _read_run(path, config)
-        if found is None:
-            found = run_method(task, name, seed, budget, ema_decay=ema_decay)
-            _write_run(path, config, found)
-        rows += found
+    records = dict.fromkeys(pairs) if run_dir is None else {  # (path, configuration) of each stored run
+        (name, seed): (Path(run_dir) / task.name / f"{name}-seed{seed}.json",
+                       {"task": describe_config({"task": task, "method": METHODS[name]}), "seed": seed,
+                        "budget": asdict(budget), "ema_decay": ema_decay})
+        for name, seed in pairs}
+    found = {pair: _read_run(*record) for pair, record in records.items() if record is not None}
+    todo = [pair for pair in pairs if found.get(pair) is None]
+    calls = [(*pair, budget, ema_decay, records[pair]) for pair in todo]
+    found.update(zip(todo, run_calls(_train_and_store, task, calls, backend=backend, address=address,
+                                     device=task.device, desc=task.name, progress=progress)))
+    return [row for pair in pairs for row in found[pair]]
+
+
+def _train_and_store(task: Task, name: str, seed: int, budget: Budget, ema_decay: float | None,
+                     record: tuple[Path, dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """:func:`run_method`, its rows then stored at ``record`` (a path and a configuration) if there is one."""
+    rows = run_method(task, name, seed, budget, ema_decay=ema_decay)
+    if record is not None:
+        _write_run(*record, rows)
     return rows
 
 
@@ -365,17 +367,18 @@ def _write_run(path: Path, config: dict[str, Any], rows: list[dict[str, Any]]) -
     os.replace(partial_path, path)
 
 
-def profile_methods(task: Task, methods: Sequence[str], *, repeats: int = 3) -> list[dict[str, Any]]:
+def profile_methods(task: Task, methods: Sequence[Method | str], *, repeats: int = 3) -> list[dict[str, Any]]:
     """Median time and peak tensor memory of one training step of each method (:func:`ebmlib.utils.measure`).
 
     Rows with ``task``, ``method``, ``ms_per_step`` and ``peak_mib``; the step is one iteration of
-    :func:`ebmlib.train.fit` (sampling, loss, backward and Adam), after one warm-up step.
+    :func:`ebmlib.train.fit` (sampling, loss, backward and Adam), after one warm-up step. ``methods`` are names
+    of :data:`~ebmlib.bench.METHODS` or :class:`~ebmlib.bench.Method` objects (a variant with other settings).
     """
     check_task(task)
     rows = []
-    for name in _check_methods(methods):
-        run = start_run(task, METHODS[name], 0, ema_decay=None)
+    for method in check_methods(methods):
+        run = start_run(task, method, 0, ema_decay=None)
         result = measure(partial(advance, run, 1), task.device, repeats=repeats)
-        rows.append({"task": task.name, "method": name, "ms_per_step": 1e3 * result.seconds,
+        rows.append({"task": task.name, "method": method.name, "ms_per_step": 1e3 * result.seconds,
                      "peak_mib": result.peak_bytes / 2**20})
     return rows
