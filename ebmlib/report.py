@@ -141,7 +141,7 @@ TRENDS = ("holds", "closing", "flat", "widening")
 """Verdicts of a budget study (:func:`~ebmlib.report.budget_trend`)."""
 
 
-def budget_trend(budgets: Sequence[float], gaps: Any) -> str:
+def budget_trend(budgets: Sequence[float], gaps: Any, *, since: float | None = None) -> str:
     """The verdict of a budget study: does a claim's shortfall shrink as the budget grows?
 
     ``gaps`` holds, per seed (rows) and budget (columns), how far the run falls short of the claim — positive
@@ -157,6 +157,10 @@ def budget_trend(budgets: Sequence[float], gaps: Any) -> str:
         At least 2 increasing budgets (iterations or seconds), all positive.
     gaps
         Array-like ``(n_seeds, n_budgets)``, ``n_seeds >= 2``, finite.
+    since
+        Fit the line only over the budgets from this one on (at least 2 of them), e.g. the chapter's own budget
+        when the study also runs shorter budgets and the metric is not monotone there (an error that first
+        rises, then falls): the verdict is about *more* budget. ``None``: every budget.
     """
     import numpy as np
 
@@ -169,6 +173,10 @@ def budget_trend(budgets: Sequence[float], gaps: Any) -> str:
     mean = g.mean(axis=0)
     if mean[-1] <= 0:
         return "holds"
+    if since is not None:
+        if isinstance(since, bool) or not isinstance(since, (int, float)) or not np.sum(b >= since) >= 2:
+            raise ValueError(f"since must be a budget with at least 2 budgets from it on, got {since!r}")
+        b, g, mean = b[b >= since], g[:, b >= since], mean[b >= since]
     x = np.log(b)
     change = np.polyfit(x, mean, 1)[0] * (x[-1] - x[0])
     spread = g.std(axis=0, ddof=1).mean()

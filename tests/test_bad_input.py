@@ -650,8 +650,9 @@ SPECS.update({
          "model": "choice"}),
     # --- report, plotting, bench ---
     "ebmlib.report.budget_trend": Spec(report.budget_trend, lambda dt: dict(budgets=[1, 2, 4], gaps=[[0.1, 0.2, 0.3],
-                                                                                                [0.2, 0.1, 0.0]]),
-                                       {"budgets": "empty seqneg seqstr", "gaps": "empty seqstr"}),
+                                                                                                [0.2, 0.1, 0.0]],
+                                                                            since=2),
+                                       {"budgets": "empty seqneg seqstr", "gaps": "empty seqstr", "since": "huge str"}),
     "ebmlib.plotting.plain_log_ticks": Spec(plotting.plain_log_ticks, lambda dt: dict(axis=_axes().xaxis),
                                             {"axis": "object"}),
     "ebmlib.plotting.plot_budget_study": Spec(plotting.plot_budget_study, lambda dt: dict(

@@ -58,6 +58,12 @@ def test_budget_trend_reads_the_gap_against_the_spread_over_seeds():
     assert budget_trend(budgets, np.array([[1.0, 0.8, 0.6, 0.4]]) + spread) == "closing"
     assert budget_trend(budgets, np.array([[0.4, 0.6, 0.8, 1.0]]) + spread) == "widening"
     assert budget_trend(budgets, np.array([[0.5, 0.5, 0.5, 0.5]]) + 10 * spread) == "flat"
+    # an error that rises, then falls: over the whole range it widens, with more budget it closes
+    rise_fall = np.array([[0.2, 1.0, 0.8, 0.5]]) + spread
+    assert budget_trend(budgets, rise_fall) == "widening"
+    assert budget_trend(budgets, rise_fall, since=200) == "closing"
+    with pytest.raises(ValueError, match="since"):
+        budget_trend(budgets, rise_fall, since=800)
     with pytest.raises(ValueError, match="budgets"):
         budget_trend([100, 50], np.zeros((3, 2)))
     with pytest.raises(ValueError, match="gaps"):
