@@ -4,8 +4,9 @@ dispatches, and the time these two counts predict on a given device.
 A step of the small networks in this book is bound by one of two things. On a CPU, or with large batches, by
 arithmetic: its time is about its FLOPs over the throughput the device reaches. On a GPU, by launches: every ATen
 operator the step dispatches starts at least one kernel, and a kernel costs a few microseconds however little
-it computes. :func:`count_operations` counts both for any callable; :func:`predict_seconds` turns the counts into
-the larger of the two times, ``max(FLOPs / throughput, operators × launch latency)``.
+it computes. :func:`~ebmlib.bench.count_operations` counts both for any callable;
+:func:`~ebmlib.bench.predict_seconds` turns the counts into the larger of the two times,
+``max(FLOPs / throughput, operators × launch latency)``.
 """
 
 from __future__ import annotations

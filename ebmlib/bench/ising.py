@@ -4,7 +4,6 @@ from samples with any objective, scored by the error of the couplings and the ti
 from __future__ import annotations
 
 import time
-
 from dataclasses import dataclass
 from pathlib import Path
 
