@@ -178,11 +178,13 @@ def plot_history(
 
 
 def plot_budget_study(ax: Axes, budgets: Sequence[float], values: Any, *, label: str,
-                      paper: float | None = None, xlabel: str = "iterations", logy: bool = False) -> Figure:
+                      paper: float | None = None, xlabel: str = "iterations", logy: bool = False,
+                      color: str | None = None) -> Figure:
     """One curve of a budget study: the mean over seeds of a claim's metric against the budget, the band from
     the lowest to the highest seed, and the paper's value as a dashed line.
 
     ``values`` is array-like ``(n_seeds, n_budgets)``; the budget axis is logarithmic, its ticks the budgets.
+    ``color`` fixes the curve's colour (default: the axes' next one), e.g. one per method across panels.
     """
     _check_axes(ax)
     b = np.asarray(budgets, dtype=float)
@@ -193,7 +195,7 @@ def plot_budget_study(ax: Axes, budgets: Sequence[float], values: Any, *, label:
         raise ValueError(f"values must have shape (n_seeds, {len(b)}), got {v.shape}")
     if not isinstance(label, str) or not label:
         raise ValueError(f"label must be a non-empty string, got {label!r}")
-    (line,) = ax.plot(b, v.mean(axis=0), "o-", label=label)
+    (line,) = ax.plot(b, v.mean(axis=0), "o-", label=label, color=color)
     ax.fill_between(b, v.min(axis=0), v.max(axis=0), color=line.get_color(), alpha=0.2, lw=0)
     if paper is not None:
         ax.axhline(paper, color=line.get_color(), ls="--", lw=1)

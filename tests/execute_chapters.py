@@ -13,7 +13,9 @@ time: on a CPU its runner counts CPU seconds of its one thread (``ebmlib.bench.B
 not shorten its runs; on a GPU it counts wall-clock seconds, so there it runs alone, after the others
 (``ALONE_ON_ACCELERATOR``).
 
-Every execution records each cell's time (nbclient's ``record_timing``) in ``_build/profile/<scale>/<chapter>.json``.
+Every execution records each cell's time (nbclient's ``record_timing``) in ``_build/profile/<scale>/<chapter>.json``
+and its training runs in the cost ledger ``_build/profile/<scale>/cost/<chapter>.jsonl`` (:mod:`ebmlib.train.ledger`;
+``python -m ebmlib.bench cost --check`` compares their measured step times with the cost model's prediction).
 ``--profile`` executes the chosen chapters even if cached; ``--table book/setup.md`` rewrites the profile table
 between the ``<!-- profile-table -->`` markers of that page from those files: the slowest cells of every chapter
 (chapter, section and first line of the cell, seconds, share of the chapter).
@@ -103,10 +105,14 @@ def _accelerated() -> bool:
     return get_device().type != "cpu"
 
 
-def _execute(path: str, threads: int | None, timeout: int) -> tuple[object, float, str | None]:
-    """In a worker process: execute one chapter (its kernel inherits this process's environment)."""
+def _execute(path: str, threads: int | None, timeout: int, ledger: str) -> tuple[object, float, str | None]:
+    """In a worker process: execute one chapter (its kernel inherits this process's environment), recording its
+    training runs in the cost ledger ``ledger`` (:mod:`ebmlib.train.ledger`)."""
     from jupyter_cache.executors.utils import single_nb_execution
 
+    Path(ledger).parent.mkdir(parents=True, exist_ok=True)
+    Path(ledger).unlink(missing_ok=True)
+    os.environ["EBMLIB_COST"] = ledger
     if threads is not None:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[name] = str(threads)
@@ -144,14 +150,18 @@ def profile_table(scale: str, top: int = 3, profiles: Path = PROFILE) -> str:
     return "\n".join(rows)
 
 
+def rewrite_between(page: Path, markers: tuple[str, str], body: str) -> None:
+    """Replace what lies between the two ``markers`` of ``page`` with ``body`` (a generated table)."""
+    text = page.read_text()
+    start, end = (text.find(m) for m in markers)
+    if start < 0 or end < start:
+        raise SystemExit(f"{page} lacks the markers {markers}")
+    page.write_text(text[: start + len(markers[0])] + "\n\n" + body + "\n\n" + text[end:])
+
+
 def update_page(page: Path, scale: str, profiles: Path = PROFILE) -> None:
     """Rewrite the profile table between the markers of ``page``."""
-    text = page.read_text()
-    start, end = (text.find(m) for m in MARKERS)
-    if start < 0 or end < start:
-        raise SystemExit(f"{page} lacks the markers {MARKERS}")
-    table = profile_table(scale, profiles=profiles)
-    page.write_text(text[: start + len(MARKERS[0])] + "\n\n" + table + "\n\n" + text[end:])
+    rewrite_between(page, MARKERS, profile_table(scale, profiles=profiles))
 
 
 def execute(paths: list[Path], *, jobs: int, scale: str, force: bool = False, cache_dir: Path = CACHE,
@@ -184,15 +194,19 @@ def execute(paths: list[Path], *, jobs: int, scale: str, force: bool = False, ca
     failed = []
     start = time.perf_counter()
 
+    def ledger(path: Path) -> str:
+        return str(profiles / scale / "cost" / f"{path.stem}.jsonl")
+
     def results():
         """(chapter, execution) pairs: the side-by-side chapters as they finish in order, then those run alone."""
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [(path, pool.submit(_execute, str(path), threads, timeout)) for path in todo if path not in alone]
+            futures = [(path, pool.submit(_execute, str(path), threads, timeout, ledger(path)))
+                       for path in todo if path not in alone]
             for path, future in futures:
                 yield path, future.result()
         with ProcessPoolExecutor(max_workers=1) as solo:
             for path in alone:
-                yield path, solo.submit(_execute, str(path), None, timeout).result()
+                yield path, solo.submit(_execute, str(path), None, timeout, ledger(path)).result()
 
     for path, (nb, seconds, error) in results():
         if error is not None:

@@ -29,9 +29,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from execute_chapters import rewrite_between
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 OUT = ROOT / "_build" / "smoke"
+COST = OUT / "cost"
+COST_MARKERS = ("<!-- cost-table: start -->", "<!-- cost-table: end -->")
+COST_PAGES = (ROOT / "book" / "setup.md", ROOT / "README.md")
 
 
 # The longest chapters first (as measured), so that two workers finish close together.
@@ -47,8 +52,11 @@ def chapters() -> list[str]:
 def run_one(chapter: str) -> dict:
     """Execute one chapter in a child process; return its time, peak memory and checkpoints."""
     tmp = Path(tempfile.mkdtemp(prefix=f"ebm-smoke-{chapter}-"))
+    ledger = COST / f"{chapter}.jsonl"
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    ledger.unlink(missing_ok=True)
     env = dict(os.environ, EBMLIB_SMOKE="1", EBMLIB_SCALE="full", TMPDIR=str(tmp), MPLBACKEND="Agg",
-               TQDM_DISABLE="1")
+               TQDM_DISABLE="1", EBMLIB_COST=str(ledger))
     env.pop("EBMLIB_MNIST", None)
     env.pop("EBMLIB_ADULT", None)
     command = [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{chapter}.ipynb"), str(OUT / f"{chapter}.ipynb"),
@@ -125,7 +133,30 @@ def main(argv: list[str]) -> int:
     (OUT / "report.json").write_text(json.dumps({"jobs": jobs, "wall_seconds": round(wall, 1), "chapters": report},
                                                 indent=1))
     print(f"{len(names)} chapters, {jobs} at a time, in {wall:.0f} s; report in {OUT / 'report.json'}")
-    return 0 if all(r["ok"] for r in report) else 1
+    if all(r["ok"] for r in report):
+        table = cost_table()
+        print(table)
+        for page in COST_PAGES:
+            rewrite_between(page, COST_MARKERS, table)
+        return 0
+    return 1
+
+
+def cost_table() -> str:
+    """The predicted training time of every chapter at ``full`` from this run's cost ledgers, with the model's
+    check on this CPU: its prediction of the smoke run's own timed training steps over their measured time."""
+    from ebmlib.bench.cost import GPUS, calibrate_cpu, check_against_measured, format_cost_table, read_ledgers
+
+    ledgers = read_ledgers(COST)
+    cpus = {threads: calibrate_cpu(threads) for threads in {r.threads for rs in ledgers.values() for r in rs}}
+    checks = {}
+    for chapter, records in ledgers.items():
+        predicted = measured = 0.0
+        for threads, cpu in cpus.items():
+            p, m = check_against_measured([r for r in records if r.threads == threads], cpu)
+            predicted, measured = predicted + p, measured + m
+        checks[chapter] = predicted / measured if measured > 0 else None
+    return format_cost_table(ledgers, GPUS, checks=checks)
 
 
 if __name__ == "__main__":

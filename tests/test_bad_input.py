@@ -127,6 +127,13 @@ def _axes():
     return plt.subplots()[1]
 
 
+def _run_record():
+    from ebmlib.train.ledger import RunRecord
+
+    return RunRecord(desc="d", step=bench.OperationCount(10, 2, 8), steps=3, timed_steps=2, seconds=0.1,
+                     full_steps=100, repeats=1.0, members=1, threads=1)
+
+
 def _tmp(name):
     TMP.mkdir(exist_ok=True)
     return TMP / name
@@ -605,6 +612,10 @@ SPECS.update({
                                     "first": "object"}),
     "ebmlib.scale.smoke_data": Spec(lambda datasets: scale.smoke_data(datasets), lambda dt: dict(datasets="adult"),
                                     {"datasets": "choice none"}),
+    "ebmlib.scale.Capped": Spec(scale.Capped, lambda dt: dict(value=3, full=10),
+                                {"value": "negative frac str", "full": "negative frac str"}),
+    "ebmlib.scale.Repeats": Spec(scale.Repeats, lambda dt: dict(entries=(0,), full=3),
+                                 {"entries": "object", "full": "negative frac str"}),
     "ebmlib.scale.run_dir": Spec(scale.run_dir, lambda dt: dict(chapter="ch2", experiment="mnist", scale="ci"),
                                  {"chapter": "none empty", "experiment": "none empty", "scale": "choice none"}),
     "ebmlib.train.TensorBatches": Spec(T.TensorBatches, lambda dt: dict(data=torch.randn(8, 2, dtype=dt), batch_size=4),
@@ -889,14 +900,30 @@ SPECS.update({
                                        {"task": "object", "methods": "empty seqstr", "warmup": NONNEG}),
     "ebmlib.bench.count_operations": Spec(bench.count_operations, lambda dt: dict(fn=lambda: None),
                                           {"fn": "notcallable"}),
-    "ebmlib.bench.OperationCount": Spec(bench.OperationCount, lambda dt: dict(flops=10, operators=2),
-                                        {"flops": NONNEG, "operators": NONNEG}),
+    "ebmlib.bench.OperationCount": Spec(bench.OperationCount, lambda dt: dict(flops=10, operators=2, bytes=8,
+                                                                              large_bytes=0),
+                                        {"flops": NONNEG, "operators": NONNEG, "bytes": NONNEG,
+                                         "large_bytes": NONNEG + " huge"}),
     "ebmlib.bench.DeviceModel": Spec(bench.DeviceModel, lambda dt: dict(name="d", flops_per_second=1e9,
-                                                                        launch_seconds=1e-5),
-                                     {"name": "none", "flops_per_second": STEP, "launch_seconds": STEP}),
+                                                                        launch_seconds=1e-5, bytes_per_second=1e9,
+                                                                        overlap=True, large_bytes_per_second=1e8),
+                                     {"name": "none", "flops_per_second": STEP, "launch_seconds": STEP,
+                                      "bytes_per_second": STEP.replace(" inf", ""), "overlap": "str none",
+                                      "large_bytes_per_second": STEP.replace(" inf", "")}),
     "ebmlib.bench.predict_seconds": Spec(bench.predict_seconds, lambda dt: dict(
         count=bench.OperationCount(10, 2), device=bench.DeviceModel("d", 1e9, 1e-5)),
         {"count": "object", "device": "object"}),
+    "ebmlib.bench.calibrate_cpu": Spec(bench.calibrate_cpu, lambda dt: dict(threads=1, repeats=1),
+                                       {"threads": COUNT, "repeats": COUNT}),
+    "ebmlib.bench.chapter_costs": Spec(bench.chapter_costs, lambda dt: dict(records=[_run_record()],
+                                                                            devices=dict(bench.GPUS)),
+                                       {"records": "seqstr object", "devices": "object"}),
+    "ebmlib.bench.check_against_measured": Spec(bench.check_against_measured, lambda dt: dict(
+        records=[_run_record()], device=bench.GPUS["t4"]), {"records": "seqstr object", "device": "object"}),
+    "ebmlib.bench.format_cost_table": Spec(bench.format_cost_table, lambda dt: dict(
+        ledgers={"01_x": [_run_record()]}, devices=dict(bench.GPUS), colab="t4", checks=None),
+        {"ledgers": "object", "devices": "object", "colab": "choice", "checks": "object"}),
+    "ebmlib.bench.read_ledgers": Spec(bench.read_ledgers, lambda dt: dict(folder=_tmp("")), {"folder": "none"}),
     "ebmlib.bench.write_csv": Spec(bench.write_csv, lambda dt: dict(rows=_rows_table(), path=_tmp("out.csv")),
                                    {"rows": "seqstr object", "path": "none"}),
     "ebmlib.bench.read_csv": Spec(bench.read_csv, _csv, {"path": "none"}),
@@ -968,6 +995,7 @@ EXCLUDED = {
 # Methods the battery's entries call besides the constructors (tests/test_battery.py).
 BATTERY_METHODS = {
     "ebmlib.samplers.MWGSampler.__call__", "ebmlib.samplers.GWGBinarySampler.__call__",
+    "ebmlib.samplers.DiscreteLangevinSampler.__call__",
     "ebmlib.samplers.JointNoise.__call__", "ebmlib.samplers.ReplayBuffer.sample",
     "ebmlib.losses.PersistentContrastiveDivergence.__call__", "ebmlib.losses.EnergyDiscrepancy.__call__",
     "ebmlib.losses.Perturbation.contrast", "ebmlib.losses.GridPerturbation.contrast",

@@ -196,6 +196,36 @@ def target_gwg_binary_sampler() -> None:
     assert sampler.acceptance_rate.shape == (N,)
 
 
+def target_discrete_langevin_binary() -> None:
+    """DMALA (with the Metropolis–Hastings test) reaches the enumerated law; DULA's own law is checked in
+    tests/test_samplers.py against its closed form on independent bits."""
+    _target_binary(lambda x: S.discrete_langevin_binary(bit_energy, x, 60, step_size=0.5, metropolis=True)[0])
+
+
+def target_discrete_langevin_sampler() -> None:
+    """Started from exact draws, 10 DMALA moves leave the enumerated law; states and kept acceptance rates are
+    :func:`discrete_langevin_binary`'s bit for bit under the same seed."""
+    sampler = S.DiscreteLangevinSampler(n_steps=10, step_size=0.5, metropolis=True)
+    assert sampler.acceptance_rate is None
+    x0 = exact_bits(N)
+    torch.manual_seed(7)
+    x = sampler(bit_energy, x0)
+    assert_law(bit_index(x), BIT_PROBS)
+    torch.manual_seed(7)
+    expected, rate = S.discrete_langevin_binary(bit_energy, x0, 10, step_size=0.5, metropolis=True)
+    assert torch.equal(x, expected) and torch.equal(sampler.acceptance_rate, rate)
+
+
+def target_langevin_flip_logits() -> None:
+    """For a linear energy the first-order change is exact: the flip logit is minus half the enumerated energy
+    change of flipping that bit, minus 1/(2α)."""
+    b = torch.tensor([0.3, -1.2, 0.8], dtype=F64)
+    x = BITS
+    flipped = torch.stack([S.flip_bits(x, torch.full((8,), i)) for i in range(3)], 1)  # (8, 3, 3)
+    change = flipped @ b - (x @ b)[:, None]
+    torch.testing.assert_close(S.langevin_flip_logits(x, b.expand(8, 3), 0.25), -0.5 * change - 2.0)
+
+
 def target_gibbs_within_nodes() -> None:
     """Graphs on 3 nodes have the 3 bits of the binary target; graphs on 2 nodes only bit (0, 1), whose
     conditional given the other two bits at 0 is a Bernoulli."""
@@ -1015,6 +1045,10 @@ REGISTRY: dict[str, Entry] = {
         Spec(S.flip_log_proposal, lambda dt: dict(x=_bits(dt), grad=torch.randn(6, 3, dtype=dt), temperature=2.0),
              {"x": "ndim flat list", "grad": "rows cols list", "temperature": STEP}),
         target_flip_log_proposal, random=False),
+    "langevin_flip_logits": Entry(
+        Spec(S.langevin_flip_logits, lambda dt: dict(x=_bits(dt), grad=torch.randn(6, 3, dtype=dt), step_size=0.5),
+             {"x": "ndim flat list", "grad": "rows cols list", "step_size": STEP}),
+        target_langevin_flip_logits, random=False),
     "metropolis_accept": Entry(Spec(S.metropolis_accept, lambda dt: dict(log_alpha=torch.randn(6, dtype=dt)),
                                     {"log_alpha": "ndim int list"}), target_metropolis_accept),
     "sample_categorical": Entry(Spec(S.sample_categorical, lambda dt: dict(log_probs=torch.randn(6, 4, dtype=dt)),
@@ -1074,6 +1108,17 @@ REGISTRY: dict[str, Entry] = {
              lambda dt: dict(energy_fn=bit_energy, x=_bits(dt), n_steps=3),
              {"energy_fn": EFN, "x": "nan inf ndim flat int binary list", "n_steps": COUNT}),
         target_gwg_binary_sampler, steps="n_steps"),
+    "discrete_langevin_binary": Entry(
+        Spec(S.discrete_langevin_binary,
+             lambda dt: dict(energy_fn=bit_energy, x=_bits(dt), n_steps=3, step_size=0.5, metropolis=True),
+             {"energy_fn": EFN, "x": "nan inf ndim flat int binary list", "n_steps": COUNT, "step_size": STEP,
+              "metropolis": "str none"}),
+        target_discrete_langevin_binary, steps="n_steps"),
+    "DiscreteLangevinSampler": Entry(
+        Spec(lambda energy_fn, x, n_steps, step_size: S.DiscreteLangevinSampler(n_steps, step_size)(energy_fn, x),
+             lambda dt: dict(energy_fn=bit_energy, x=_bits(dt), n_steps=3, step_size=0.5),
+             {"energy_fn": EFN, "x": "nan inf ndim flat int binary list", "n_steps": COUNT, "step_size": STEP}),
+        target_discrete_langevin_sampler, steps="n_steps"),
     "gibbs_within_nodes": Entry(
         Spec(S.gibbs_within_nodes,
              lambda dt: dict(energy_fn=bit_energy, x=torch.zeros(6, 3, dtype=dt), node_counts=torch.tensor([2, 3] * 3),

@@ -1,12 +1,32 @@
 """The step counts of ebmlib.bench.cost: FLOPs against the closed forms of matrix products, operators dispatched
-forward and backward, and the prediction from both."""
+forward and backward, bytes written, the prediction from all three; the smoke run's capped counts and the cost
+ledger fit writes, and the chapter table built from it."""
+
+import dataclasses
+import json
+import pickle
 
 import pytest
 import torch
 from torch import nn
 
 from ebmlib.bench import make_task
-from ebmlib.bench.cost import DeviceModel, OperationCount, count_methods, count_operations, predict_seconds
+from ebmlib.bench.cli import main
+from ebmlib.bench.cost import (
+    GPUS,
+    DeviceModel,
+    OperationCount,
+    calibrate_cpu,
+    chapter_costs,
+    count_methods,
+    count_operations,
+    format_cost_table,
+    predict_seconds,
+    read_ledgers,
+)
+from ebmlib.scale import repeat_factor, smoke_cap
+from ebmlib.train import fit, tensor_batches
+from ebmlib.train.ledger import LARGE_OUTPUT_BYTES, RunRecord, read_ledger
 
 
 def test_matrix_product_flops_are_2mnk():
@@ -45,3 +65,106 @@ def test_energy_discrepancy_does_more_arithmetic_in_fewer_operators_than_gibbs_w
     rows = {r["method"]: r for r in count_methods(make_task("gray16", "ci"), ["ED-Bern", "PCD-GwG-5"])}
     assert rows["ED-Bern"]["flops"] > 2 * rows["PCD-GwG-5"]["flops"]
     assert rows["ED-Bern"]["operators"] < rows["PCD-GwG-5"]["operators"] / 2
+
+
+def test_bytes_count_what_operators_write_and_views_write_nothing():
+    a = torch.ones(4, 8)
+    assert count_operations(lambda: a.T).bytes == 0
+    assert count_operations(lambda: a + a).bytes == 4 * 8 * 4
+    assert count_operations(lambda: a.add_(1)).bytes == 4 * 8 * 4  # in place: written all the same
+
+
+def test_large_bytes_count_new_tensors_beyond_the_mmap_threshold():
+    x = torch.zeros(LARGE_OUTPUT_BYTES // 4)
+    assert count_operations(lambda: x + 1).large_bytes == LARGE_OUTPUT_BYTES  # fresh pages on a CPU
+    assert count_operations(lambda: x.add_(1)).large_bytes == 0  # in place: the pages exist
+    assert count_operations(lambda: x[:10] + 1).large_bytes == 0
+    cpu = DeviceModel("cpu", 1e9, 1e-6, bytes_per_second=1e9, overlap=False, large_bytes_per_second=1e8)
+    assert predict_seconds(OperationCount(0, 0, bytes=2 * 10**8, large_bytes=10**8), cpu) == pytest.approx(1.1)
+
+
+def test_a_cpu_adds_the_three_times_and_a_gpu_takes_the_largest():
+    count = OperationCount(flops=10**9, operators=1000, bytes=10**9)
+    cpu = DeviceModel("cpu", flops_per_second=1e9, launch_seconds=1e-3, bytes_per_second=1e9, overlap=False)
+    gpu = DeviceModel("gpu", flops_per_second=1e9, launch_seconds=1e-3, bytes_per_second=1e9, overlap=True)
+    assert predict_seconds(count, cpu) == pytest.approx(3.0)
+    assert predict_seconds(count, gpu) == pytest.approx(1.0)
+
+
+def test_the_calibrated_cpu_measures_positive_rates():
+    cpu = calibrate_cpu(threads=1, repeats=2)
+    assert cpu.flops_per_second > 1e8 and cpu.bytes_per_second > 1e8 and 1e-8 < cpu.launch_seconds < 1e-3
+    assert 0 < cpu.large_bytes_per_second
+    assert not cpu.overlap
+
+
+def test_smoke_caps_remember_the_full_counts(monkeypatch):
+    monkeypatch.setenv("EBMLIB_SMOKE", "1")
+    capped = smoke_cap({"n_iters": 20_000, "evals": (75, 150, 300), "seeds": (0, 1, 2)}, {"n_iters": 5, "evals": 3},
+                       first={"seeds": 1})
+    assert capped["n_iters"] == 5 and capped["n_iters"].full == 20_000
+    assert capped["evals"] == (3,) and max(capped["evals"]).full == 300  # the largest full value of those merged
+    assert capped["seeds"] == (0,) and capped["seeds"].full == 3
+    assert pickle.loads(pickle.dumps(capped["n_iters"])).full == 20_000
+    assert pickle.loads(pickle.dumps(capped["seeds"])).full == 3
+
+
+def test_a_loop_over_the_kept_repetitions_stands_for_all_of_them(monkeypatch):
+    monkeypatch.setenv("EBMLIB_SMOKE", "1")
+    settings = smoke_cap({"seeds": (0, 1, 2, 3), "toys": ("a", "b", "c")}, {}, first={"seeds": 2, "toys": 1})
+    assert repeat_factor() == 1
+    inside = [(seed, toy, repeat_factor()) for seed in settings["seeds"] for toy in settings["toys"]]
+    assert inside == [(0, "a", 6.0), (1, "a", 6.0)]  # each of the 2 × 1 runs stands for 2 × 3 of full's 4 × 3
+    for _ in settings["seeds"]:
+        break
+    assert repeat_factor() == 1  # a loop left by break no longer counts
+
+
+def _train(n_iters):
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    data = torch.randn(64, 3)
+    return fit(model, lambda m, x: m(x).pow(2).mean(), tensor_batches(data, 16), n_iters=n_iters, progress=False,
+               desc="toy run")
+
+
+def test_fit_records_each_run_in_the_cost_ledger(monkeypatch, tmp_path):
+    ledger = tmp_path / "ledger.jsonl"
+    monkeypatch.setenv("EBMLIB_COST", str(ledger))
+    monkeypatch.setenv("EBMLIB_SMOKE", "1")
+    settings = smoke_cap({"n_iters": 1000, "seeds": (0, 1, 2)}, {"n_iters": 4}, first={"seeds": 1})
+    for _ in settings["seeds"]:
+        _train(settings["n_iters"])
+    _train(3)
+    first, second = read_ledger(ledger)
+    assert (first.desc, first.steps, first.timed_steps, first.full_steps, first.repeats) == ("toy run", 4, 3, 1000, 3)
+    assert first.step.flops == 2 * (2 * 16 * 3 * 1)  # the forward product and the weight's gradient
+    assert first.seconds > 0 and first.threads == torch.get_num_threads()
+    assert (second.full_steps, second.repeats) == (None, 1)
+    cost = chapter_costs([first, second], {"gpu": GPUS["h100"]})
+    assert cost["steps"] == 3 * 1000 + 3 and cost["runs"] == 4 and cost["uncarried"] == 1
+    assert cost["flops"] == first.step.flops * 3000 + second.step.flops * 3
+
+
+def test_without_the_ledger_fit_counts_nothing(monkeypatch, tmp_path):
+    monkeypatch.delenv("EBMLIB_COST", raising=False)
+    _train(3)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cost_command_prints_a_row_per_chapter(tmp_path, capsys):
+    record = RunRecord(desc="d", step=OperationCount(10**9, 500, 10**6), steps=5, timed_steps=4, seconds=0.5,
+                       full_steps=100_000, repeats=2.0, members=1, threads=1)
+    (tmp_path / "01_ratio_matching.jsonl").write_text(json.dumps(dataclasses.asdict(record)) + "\n")
+    assert main(["cost", "--ledgers", str(tmp_path), "--check", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| 1 | 2 | 200,000 | 200.0 |" in out and "| 01_ratio_matching | 1 |" in out
+
+
+def test_bad_cost_inputs_are_named(tmp_path):
+    with pytest.raises(ValueError, match="folder"):
+        read_ledgers(tmp_path / "missing")
+    with pytest.raises(ValueError, match="colab"):
+        format_cost_table({}, GPUS, colab="v100")
+    with pytest.raises(ValueError, match="bytes_per_second"):
+        DeviceModel("x", flops_per_second=1.0, launch_seconds=1.0, bytes_per_second=0.0)

@@ -16,7 +16,16 @@ from torch import Tensor
 
 from ebmlib.data import all_binary_states
 from ebmlib.metrics import empirical_distribution, total_variation
-from ebmlib.samplers import flip_bits, flip_log_proposal, gibbs_binary, gibbs_random_site, gwg_binary, langevin
+from ebmlib.samplers import (
+    discrete_langevin_binary,
+    flip_bits,
+    flip_log_proposal,
+    gibbs_binary,
+    gibbs_random_site,
+    gwg_binary,
+    langevin,
+    langevin_flip_logits,
+)
 from ebmlib.utils import energy_and_grad
 
 D = 6
@@ -141,6 +150,40 @@ def test_control_gwg_without_mh_correction_fails_the_threshold() -> None:
         index = torch.multinomial(flip_log_proposal(x, grad).exp(), 1).squeeze(1)
         x = flip_bits(x, index)
     assert tv_to_target(x) > THRESHOLD
+
+
+def test_dmala_leaves_target_invariant_and_converges_from_uniform() -> None:
+    states, acceptance = discrete_langevin_binary(ENERGY, exact_samples(N_CHAINS), 30, step_size=0.5, metropolis=True)
+    assert tv_to_target(states) < THRESHOLD
+    assert 0 < acceptance.mean().item() < 1  # several bits move at once, and the MH test rejects some moves
+    states, _ = discrete_langevin_binary(ENERGY, uniform_samples(N_CHAINS), 100, step_size=0.5, metropolis=True)
+    assert tv_to_target(states) < THRESHOLD
+
+
+def test_dula_without_correction_is_biased_here() -> None:
+    """Power check: DULA (no MH test) at the same step size misses the target, as its paper says it may."""
+    states, acceptance = discrete_langevin_binary(ENERGY, exact_samples(N_CHAINS), 30, step_size=0.5)
+    assert tv_to_target(states) > THRESHOLD and bool((acceptance == 1).all())
+
+
+def test_dula_on_independent_bits_reaches_its_closed_form_stationary_law() -> None:
+    """For E(x) = bᵀx the proposal's gradient is exact and bits move independently: bit i is a two-state chain
+    with p(0→1) = σ(-b_i/2 - 1/(2α)) and p(1→0) = σ(b_i/2 - 1/(2α)), so P(x_i = 1) = p01 / (p01 + p10)."""
+    b, alpha = torch.tensor([-2.0, -0.5, 0.0, 1.0, 3.0], dtype=torch.float64), 0.7
+    states, _ = discrete_langevin_binary(lambda x: x @ b, torch.zeros(N_CHAINS, 5, dtype=torch.float64), 50,
+                                         step_size=alpha)
+    p01, p10 = torch.sigmoid(-b / 2 - 0.5 / alpha), torch.sigmoid(b / 2 - 0.5 / alpha)
+    expected = p01 / (p01 + p10)
+    # 4.9 standard errors of a Bernoulli mean, each of 5 bits: fails by chance with probability < 1e-5
+    assert torch.allclose(states.mean(0), expected, atol=4.9 * 0.5 / math.sqrt(N_CHAINS))
+    assert not torch.allclose(expected, torch.sigmoid(-b), atol=0.05)  # ... which is not the target's law
+
+
+def test_langevin_flip_logits_follow_the_first_order_energy_change() -> None:
+    x = torch.tensor([[0.0, 1.0]])
+    grad = torch.tensor([[2.0, 2.0]])
+    # flipping 0→1 raises E by ≈ 2 (logit -1 - 1/(2α)); 1→0 lowers it by ≈ 2 (logit +1 - 1/(2α))
+    assert torch.allclose(langevin_flip_logits(x, grad, 0.5), torch.tensor([[-2.0, 0.0]]))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ ratio matching against RMwGGIS, and batched ensembles against separate runs; on 
 * :mod:`~ebmlib.bench.summary` — anytime curves, equal-budget tables, the verdict per task, CSV;
 * :mod:`~ebmlib.bench.rmwggis` — one training step of RM vs RMwGGIS by dimension (RMwGGIS paper, Table 2);
 * :mod:`~ebmlib.bench.ising` — the Ising benchmark: couplings learned by any objective;
-* :mod:`~ebmlib.bench.cost` — what a training step costs, counted: FLOPs and operators dispatched;
+* :mod:`~ebmlib.bench.cost` — what training costs, counted (FLOPs, operators, bytes), and the time it predicts on
+  a GPU or this CPU, per chapter at ``full`` from the smoke run's ledgers;
 * :mod:`~ebmlib.bench.ensemble` — ``K`` networks trained as one batched run against ``K`` separate runs;
 * :mod:`~ebmlib.bench.cli` — the command line.
 """
@@ -41,11 +42,17 @@ from ebmlib.bench.continuous import (
     tilted_mlp,
 )
 from ebmlib.bench.cost import (
+    GPUS,
     DeviceModel,
     OperationCount,
+    calibrate_cpu,
+    chapter_costs,
+    check_against_measured,
     count_methods,
     count_operations,
+    format_cost_table,
     predict_seconds,
+    read_ledgers,
 )
 from ebmlib.bench.discrete import (
     BinaryTask,
@@ -142,6 +149,12 @@ __all__ = [
     "OperationCount",
     "DeviceModel",
     "count_operations",
+    "GPUS",
+    "calibrate_cpu",
+    "chapter_costs",
+    "check_against_measured",
+    "format_cost_table",
+    "read_ledgers",
     "count_methods",
     "predict_seconds",
     "BACKENDS",

@@ -1,6 +1,7 @@
 """The command line, ``python -m ebmlib.bench``: ``methods`` (every method on a task at equal compute, written as
 a tidy CSV and an anytime plot), ``rmwggis`` (time and memory of RM vs RMwGGIS by dimension) and ``ensemble``
-(batched ensembles against separate runs)."""
+(batched ensembles against separate runs) and ``cost`` (the predicted training time of every chapter at ``full``
+from the smoke run's cost ledgers)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import matplotlib
 import torch
 
 from ebmlib.bench.cluster import BACKENDS
+from ebmlib.bench.cost import GPUS, DeviceModel, calibrate_cpu, check_against_measured, format_cost_table, read_ledgers
 from ebmlib.bench.ensemble import DEFAULT_KS, ENSEMBLE_CASES, bench_ensemble, format_ensemble_table
 from ebmlib.bench.methods import METHODS, methods_for
 from ebmlib.bench.rmwggis import DEFAULT_DIMS, bench_rmwggis, format_table
@@ -61,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     ens.add_argument("--n-iters", type=int, default=20, help="iterations per timing")
     ens.add_argument("--repeats", type=int, default=3, help="timings per measurement (median)")
     ens.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: best available)")
+    cost = commands.add_parser("cost", help="predicted training time of every chapter at full, from the smoke run")
+    cost.add_argument("--device", nargs="+", default=["t4", "a100", "h100"], choices=[*GPUS, "cpu"],
+                      help="devices to predict for (cpu: this machine, measured on one thread)")
+    cost.add_argument("--ledgers", type=Path, default=Path("_build/smoke/cost"),
+                      help="the smoke run's cost ledgers, <chapter>.jsonl (make test-full-smoke writes them)")
+    cost.add_argument("--check", type=Path, nargs="*", default=[],
+                      help="ledgers whose timed CPU steps check the model, e.g. _build/smoke/cost")
     return parser
 
 
@@ -122,7 +131,33 @@ def _ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cost(args: argparse.Namespace) -> int:
+    ledgers = read_ledgers(args.ledgers)
+    cpus: dict[int, DeviceModel] = {}  # this CPU, calibrated once per thread count
+
+    def cpu(threads: int) -> DeviceModel:
+        if threads not in cpus:
+            cpus[threads] = calibrate_cpu(threads)
+        return cpus[threads]
+
+    devices = {name: GPUS[name] if name != "cpu" else cpu(1) for name in args.device}
+    print("Training at `full`, predicted from one counted step of every run at its full shapes (smoke run):\n")
+    print(format_cost_table(ledgers, devices, colab="t4" if "t4" in devices else None))
+    for name, device in devices.items():
+        print(f"\n{name}: {device.flops_per_second / 1e9:,.0f} GFLOP/s, {device.bytes_per_second / 1e9:,.1f} GB/s, "
+              f"{device.launch_seconds * 1e6:.1f} µs per operator; {device.source}")
+    for folder in args.check:
+        print(f"\nCheck on this CPU, {folder}: predicted / measured seconds of the timed training steps\n")
+        print("| chapter | threads | predicted s | measured s | ratio |\n|---|---|---|---|---|")
+        for chapter, records in read_ledgers(folder).items():
+            threads = max((r.threads for r in records), default=1)
+            predicted, measured = check_against_measured(records, cpu(threads))
+            ratio = f"{predicted / measured:.2f}" if measured > 0 else "—"
+            print(f"| {chapter} | {threads} | {predicted:.1f} | {measured:.1f} | {ratio} |")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point of ``python -m ebmlib.bench``; returns the exit status."""
     args = _parser().parse_args(argv)
-    return {"methods": _methods, "rmwggis": _rmwggis, "ensemble": _ensemble}[args.command](args)
+    return {"methods": _methods, "rmwggis": _rmwggis, "ensemble": _ensemble, "cost": _cost}[args.command](args)

@@ -1,120 +1,173 @@
-"""What a training step costs, counted rather than timed: its floating-point operations and the operators it
-dispatches, and the time these two counts predict on a given device.
+"""What training costs, counted rather than timed, and the time the counts predict on a given device.
 
-A step of the small networks in this book is bound by one of two things. On a CPU, or with large batches, by
-arithmetic: its time is about its FLOPs over the throughput the device reaches. On a GPU, by launches: every ATen
-operator the step dispatches starts at least one kernel, and a kernel costs a few microseconds however little
-it computes. :func:`~ebmlib.bench.count_operations` counts both for any callable;
-:func:`~ebmlib.bench.predict_seconds` turns the counts into the larger of the two times,
-``max(FLOPs / throughput, operators × launch latency)``.
+A step of the small networks in this book is bound by arithmetic (its FLOPs over the throughput the device
+reaches), by memory traffic (the bytes its operators write over the bandwidth) or, on a GPU, by launches: every
+ATen operator the step dispatches starts at least one kernel, and PyTorch spends several microseconds of host
+time on each however little it computes. :func:`~ebmlib.train.ledger.count_operations` counts all three;
+:func:`predict_seconds` turns counts into time on a :class:`DeviceModel`: on a GPU the larger of the three times
+(the host queues kernels while earlier ones run), on a CPU their sum (one thread does everything in turn).
+
+:func:`chapter_costs` applies the model to the cost ledgers (:mod:`ebmlib.train.ledger`) the smoke run writes:
+every training run of a chapter, counted at its ``full`` shapes, times the steps it takes at ``full``.
+``python -m ebmlib.bench cost`` prints the result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry
+import torch
+from torch import nn
 
 from ebmlib.bench.base import Task, check_task
 from ebmlib.bench.methods import Method, check_methods
 from ebmlib.bench.runner import advance, start_run
+from ebmlib.train.ledger import OperationCount, RunRecord, count_operations, read_ledger
 from ebmlib.utils import check_int, check_positive
 
-
-@dataclass(frozen=True)
-class OperationCount:
-    """The work of one call: ``flops`` of matrix products and convolutions (by the formulas of
-    :mod:`torch.utils.flop_counter`; elementwise operations are not counted) and ``operators``, the ATen operators
-    dispatched, forward and backward."""
-
-    flops: int
-    operators: int
-
-    def __post_init__(self) -> None:
-        check_int(self.flops, "flops", minimum=0)
-        check_int(self.operators, "operators", minimum=0)
+# A free Colab session ends after at most 12 hours (Colab's FAQ); a chapter's resumable runs continue in the next.
+COLAB_SESSION_SECONDS = 12 * 3600.0
 
 
 @dataclass(frozen=True)
 class DeviceModel:
-    """What a device does per second: ``flops_per_second`` reached on these networks' matrix products, and
-    ``launch_seconds``, the cost of one dispatched operator however small."""
+    """What a device does per second: ``flops_per_second`` reached on these networks' matrix products,
+    ``bytes_per_second`` written by elementwise work (``math.inf``: not modelled), ``large_bytes_per_second`` the
+    same into new tensors of at least :data:`~ebmlib.train.ledger.LARGE_OUTPUT_BYTES` (``None``: as fast as
+    ``bytes_per_second``; on a CPU each of their pages is a page fault), and ``launch_seconds``, the cost of one
+    dispatched operator however small. ``overlap``: the times overlap (a GPU, whose host queues kernels while
+    earlier ones run) or add up (a CPU). ``source`` says where the numbers come from."""
 
     name: str
     flops_per_second: float
     launch_seconds: float
+    bytes_per_second: float = math.inf
+    overlap: bool = True
+    source: str = ""
+    large_bytes_per_second: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty string, got {self.name!r}")
         check_positive(self.flops_per_second, "flops_per_second")
         check_positive(self.launch_seconds, "launch_seconds")
+        for name in ("bytes_per_second", "large_bytes_per_second"):
+            value = getattr(self, name)
+            if not (value is None and name == "large_bytes_per_second") and not (
+                    isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+                raise ValueError(f"{name} must be positive, got {value!r}")
+        if not isinstance(self.overlap, bool):
+            raise ValueError(f"overlap must be True or False, got {self.overlap!r}")
 
 
-class _Counter(TorchDispatchMode):
-    """Counts the ATen operators dispatched while it is active, autograd's backward operators included, and the
-    FLOPs of those that :mod:`torch.utils.flop_counter` has a formula for. (``FlopCounterMode`` itself tracks
-    modules with backward hooks, which ``torch.autograd.grad`` inside a step, as in Gibbs-with-Gradients,
-    does not allow.)"""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.operators = 0
-        self.flops = 0
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        self.operators += 1
-        formula = flop_registry.get(func._overloadpacket)
-        if formula is not None:
-            self.flops += int(formula(*args, **kwargs, out_val=out))
-        return out
+# Fraction of the published peak that the matrix products (batch and width a few hundred) and the elementwise
+# operators of these networks reach; assumed, not measured (no GPU has run this model yet).
+GPU_FLOP_EFFICIENCY = 0.5
+GPU_BANDWIDTH_EFFICIENCY = 0.7
+# Host time PyTorch spends per eager operator (dispatch, autograd bookkeeping, kernel launch): assumed 10 µs on
+# Colab's slower host CPUs and 6 µs on a server's; this machine's CPU measures its own (calibrate_cpu).
+_SOURCE = ("fp32 peak and memory bandwidth from NVIDIA's datasheet, times {flops:.0%} and {bw:.0%} (assumed); "
+           "{launch:.0f} µs per operator (assumed)")
 
 
-def count_operations(fn: Callable[[], Any]) -> OperationCount:
-    """FLOPs and dispatched operators of one call of ``fn()`` (a callable without arguments).
+def _gpu(name: str, peak_tflops: float, bandwidth_gb: float, launch_us: float) -> DeviceModel:
+    return DeviceModel(name, flops_per_second=peak_tflops * 1e12 * GPU_FLOP_EFFICIENCY,
+                       launch_seconds=launch_us * 1e-6, bytes_per_second=bandwidth_gb * 1e9 * GPU_BANDWIDTH_EFFICIENCY,
+                       overlap=True, source=_SOURCE.format(flops=GPU_FLOP_EFFICIENCY, bw=GPU_BANDWIDTH_EFFICIENCY,
+                                                           launch=launch_us))
 
-    Examples
-    --------
-    >>> import torch
-    >>> a = torch.ones(4, 8)
-    >>> count_operations(lambda: a @ a.T)
-    OperationCount(flops=256, operators=2)
-    """
-    if not callable(fn):
-        raise ValueError(f"fn must be callable without arguments, got {type(fn).__name__}")
-    with _Counter() as counter:
+
+GPUS: dict[str, DeviceModel] = {
+    "t4": _gpu("T4 (Colab's free GPU)", 8.1, 320.0, 10.0),
+    "a100": _gpu("A100 SXM 80 GB", 19.5, 2039.0, 6.0),
+    "h100": _gpu("H100 SXM", 67.0, 3350.0, 6.0),
+}
+
+
+def _best_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
         fn()
-    return OperationCount(counter.flops, counter.operators)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _elementwise_bytes_per_second(n: int, repeats: int) -> float:
+    """Bytes per second written by a mix of the elementwise operators of a training step (sums, products, the
+    SiLU activation and its gradient, sigmoid, exp) on new ``n``-element float32 tensors."""
+    x, y = torch.randn(n), torch.randn(n)
+    mix = (torch.add, torch.mul, lambda a, _: nn.functional.silu(a), lambda a, b: torch.ops.aten.silu_backward(b, a),
+           lambda a, _: torch.sigmoid(a), lambda a, _: torch.exp(a))
+    seconds = _best_seconds(lambda: [op(x, y) for op in mix], repeats)
+    return len(mix) * n * 4 / seconds
+
+
+def calibrate_cpu(threads: int = 1, repeats: int = 20) -> DeviceModel:
+    """This machine's CPU as a :class:`DeviceModel`, measured on ``threads`` threads: the throughput of a
+    256 × 256 × 256 matrix product; the bytes per second a mix of elementwise operators writes into new 1 MiB
+    tensors, and into new 64 MiB ones (beyond :data:`~ebmlib.train.ledger.LARGE_OUTPUT_BYTES`, fresh pages); and
+    the time per operator of a forward-backward pass and Adam step of a network too small to compute anything."""
+    check_int(threads, "threads", minimum=1)
+    check_int(repeats, "repeats", minimum=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(256, 256), torch.randn(256, 256)
+        flops = 2 * 256**3 / _best_seconds(lambda: a @ b, repeats)
+        bandwidth = _elementwise_bytes_per_second(2**18, repeats)
+        large_bandwidth = _elementwise_bytes_per_second(2**24, max(1, repeats // 5))
+        tiny = nn.Sequential(nn.Linear(2, 2), nn.SiLU(), nn.Linear(2, 1))
+        optimizer = torch.optim.Adam(tiny.parameters())
+        batch = torch.randn(1, 2)
+
+        def step() -> None:
+            optimizer.zero_grad()
+            tiny(batch).sum().backward()
+            optimizer.step()
+
+        operators = count_operations(step).operators
+        launch = _best_seconds(step, repeats) / operators
+    finally:
+        torch.set_num_threads(before)
+    return DeviceModel(f"this CPU, {threads} thread{'s' * (threads > 1)}", flops_per_second=flops,
+                       launch_seconds=launch, bytes_per_second=bandwidth, overlap=False,
+                       source="measured by ebmlib.bench.cost.calibrate_cpu", large_bytes_per_second=large_bandwidth)
 
 
 def predict_seconds(count: OperationCount, device: DeviceModel) -> float:
-    """Predicted time of the work ``count`` on ``device``: the larger of its arithmetic time and its launch time.
+    """Predicted time of the work ``count`` on ``device``: its arithmetic, memory and launch times, the largest
+    of them where the device overlaps them (a GPU), their sum where it does not (a CPU).
 
     Parameters
     ----------
     count
-        From :func:`count_operations`.
+        From :func:`~ebmlib.train.ledger.count_operations`.
     device
-        The device's throughput and launch latency.
+        The device's throughput, bandwidth and launch latency.
     """
     if not isinstance(count, OperationCount):
         raise ValueError(f"count must be an OperationCount, got {type(count).__name__}")
     if not isinstance(device, DeviceModel):
         raise ValueError(f"device must be a DeviceModel, got {type(device).__name__}")
-    return max(count.flops / device.flops_per_second, count.operators * device.launch_seconds)
+    large = device.large_bytes_per_second or device.bytes_per_second
+    memory = (count.bytes - count.large_bytes) / device.bytes_per_second + count.large_bytes / large
+    times = (count.flops / device.flops_per_second, memory, count.operators * device.launch_seconds)
+    return max(times) if device.overlap else sum(times)
 
 
 def count_methods(task: Task, methods: Sequence[Method | str], *, warmup: int = 1) -> list[dict[str, Any]]:
-    """FLOPs and operators of one training step of each method on ``task`` (after ``warmup`` steps, so that
-    persistent chains and adapted step sizes are past their first iteration).
+    """FLOPs, operators and bytes of one training step of each method on ``task`` (after ``warmup`` steps, so
+    that persistent chains and adapted step sizes are past their first iteration).
 
-    Rows with ``task``, ``method``, ``flops`` and ``operators``; ``methods`` are names of
+    Rows with ``task``, ``method``, ``flops``, ``operators`` and ``bytes``; ``methods`` are names of
     :data:`~ebmlib.bench.METHODS` or :class:`~ebmlib.bench.Method` objects (a variant with other settings).
     """
     check_task(task)
@@ -125,5 +178,111 @@ def count_methods(task: Task, methods: Sequence[Method | str], *, warmup: int = 
         if warmup:
             advance(run, warmup)
         count = count_operations(partial(advance, run, 1))
-        rows.append({"task": task.name, "method": method.name, "flops": count.flops, "operators": count.operators})
+        rows.append({"task": task.name, "method": method.name, "flops": count.flops, "operators": count.operators,
+                     "bytes": count.bytes})
     return rows
+
+
+def _check_records(records: Any, name: str = "records") -> Sequence[RunRecord]:
+    if isinstance(records, (str, bytes)) or not isinstance(records, Sequence) or not all(
+            isinstance(r, RunRecord) for r in records):
+        raise ValueError(f"{name} must be a sequence of ebmlib.train.ledger.RunRecord, got {type(records).__name__}")
+    return records
+
+
+def _check_devices(devices: Any) -> Mapping[str, DeviceModel]:
+    if not isinstance(devices, Mapping) or not devices or not all(
+            isinstance(k, str) and isinstance(d, DeviceModel) for k, d in devices.items()):
+        raise ValueError(f"devices must be a non-empty mapping of names to DeviceModel, got {devices!r}")
+    return devices
+
+
+def read_ledgers(folder: str | Path) -> dict[str, list[RunRecord]]:
+    """Every ``<chapter>.jsonl`` ledger in ``folder``, by chapter."""
+    if not isinstance(folder, (str, Path)):
+        raise ValueError(f"folder must be a path, got {type(folder).__name__}")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"folder must be a folder of cost ledgers (<chapter>.jsonl), got {folder}")
+    return {path.stem: read_ledger(path) for path in sorted(folder.glob("*.jsonl"))}
+
+
+def chapter_costs(records: Sequence[RunRecord], devices: Mapping[str, DeviceModel]) -> dict[str, Any]:
+    """A chapter's training at ``full`` from its smoke-run ledger: runs, steps, FLOPs, operators, and the
+    predicted seconds on each of ``devices``.
+
+    Each record's one counted step is multiplied by the steps of that run at ``full`` and by the number of
+    ``full`` runs it stands for (:func:`~ebmlib.scale.repeat_factor`). A run whose iteration count the smoke run
+    did not carry (arithmetic on a :class:`~ebmlib.scale.Capped` count gives a plain one) is counted at the
+    steps it ran, and reported in ``uncarried``.
+    """
+    _check_records(records)
+    _check_devices(devices)
+    totals: dict[str, Any] = {"runs": 0.0, "steps": 0.0, "flops": 0.0, "operators": 0.0, "uncarried": 0,
+                              "seconds": {name: 0.0 for name in devices}}
+    for record in records:
+        steps = record.full_steps if record.full_steps is not None else record.steps
+        totals["uncarried"] += record.full_steps is None
+        weight = steps * record.repeats
+        totals["runs"] += record.repeats
+        totals["steps"] += weight
+        totals["flops"] += record.step.flops * weight
+        totals["operators"] += record.step.operators * weight
+        for name, device in devices.items():
+            totals["seconds"][name] += predict_seconds(record.step, device) * weight
+    return totals
+
+
+def check_against_measured(records: Sequence[RunRecord], device: DeviceModel) -> tuple[float, float]:
+    """(predicted, measured) seconds of the timed training steps of ``records`` on ``device`` — the model's
+    check on a CPU, where each record's timed steps ran."""
+    _check_records(records)
+    if not isinstance(device, DeviceModel):
+        raise ValueError(f"device must be a DeviceModel, got {type(device).__name__}")
+    timed = [r for r in records if r.timed_steps > 0]
+    return (sum(predict_seconds(r.step, device) * r.timed_steps for r in timed), sum(r.seconds for r in timed))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def format_cost_table(ledgers: Mapping[str, Sequence[RunRecord]], devices: Mapping[str, DeviceModel],
+                      colab: str | None = "t4", checks: Mapping[str, float | None] | None = None) -> str:
+    """A Markdown table of :func:`chapter_costs` per chapter: runs, steps, TFLOP and operators at ``full``,
+    the predicted training time on each device and, unless ``colab`` is ``None``, how many 12-hour Colab
+    sessions the device named ``colab`` needs; ``checks`` adds a column of the model's predicted over measured
+    time on this CPU, by chapter."""
+    if not isinstance(ledgers, Mapping):
+        raise ValueError(f"ledgers must be a mapping of chapter names to records, got {type(ledgers).__name__}")
+    for chapter, records in ledgers.items():
+        _check_records(records, f"ledgers[{chapter!r}]")
+    _check_devices(devices)
+    if checks is not None and not isinstance(checks, Mapping):
+        raise ValueError(f"checks must be None or a mapping of chapter names to ratios, got {type(checks).__name__}")
+    if colab is not None and colab not in devices:
+        raise ValueError(f"colab must be None or name one of devices {sorted(devices)}, got {colab!r}")
+    head = (["chapter", "runs", "steps at `full`", "TFLOP", "operators"]
+            + [devices[n].name.split()[0] for n in devices]
+            + ([f"Colab sessions ({devices[colab].name.split()[0]})"] if colab is not None else [])
+            + (["CPU check"] if checks is not None else []))
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for chapter, records in ledgers.items():
+        cost = chapter_costs(records, devices)
+        steps = f"{cost['steps']:,.0f}" + (f" ({cost['uncarried']} runs at smoke length)" if cost["uncarried"] else "")
+        number = chapter.split("_")[0]
+        label = (number.lstrip("0") or "0") if number.isdigit() else chapter
+        cells = [label, f"{cost['runs']:.0f}", steps, f"{cost['flops'] / 1e12:,.1f}",
+                 f"{cost['operators'] / 1e9:,.2f} G"] + [_duration(cost["seconds"][n]) for n in devices]
+        if colab is not None:
+            sessions = math.ceil(cost["seconds"][colab] / COLAB_SESSION_SECONDS)
+            cells.append("1" if sessions <= 1 else f"{sessions} (the runs resume)")
+        if checks is not None:
+            ratio = checks.get(chapter)
+            cells.append("—" if ratio is None else f"{ratio:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

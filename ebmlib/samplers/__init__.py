@@ -13,10 +13,13 @@ This holds for :func:`~ebmlib.samplers.langevin` (and :func:`~ebmlib.samplers.la
 :func:`~ebmlib.samplers.langevin_gibbs`, :func:`~ebmlib.samplers.euler_sample`,
 :func:`~ebmlib.samplers.noisy_sample` and the fixed-grid solvers of :func:`~ebmlib.samplers.ode_sample`.
 Papers write the same step differently: Kelly & Grathwohl's ``ε`` is ``√(2h)``, Xiao et al.'s ``η`` is
-``2h``, the energy-discrepancy code's ``s`` is ``2h``; each chapter converts its paper's value.
+``2h``, the energy-discrepancy code's ``s`` is ``2h``; each chapter converts its paper's value. The discrete
+samplers' :func:`~ebmlib.samplers.discrete_langevin_binary` is the exception: its ``step_size`` is Zhang et al.'s
+``α``, the scale of a proposal over bit flips, not a diffusion time.
 
 * :mod:`~ebmlib.samplers.core` — Metropolis–Hastings acceptance, categorical draws, bit flips, clamping;
-* :mod:`~ebmlib.samplers.discrete` — Gibbs and Gibbs-with-Gradients for binary states;
+* :mod:`~ebmlib.samplers.discrete` — Gibbs, Gibbs-with-Gradients and the discrete Langevin proposal for binary
+  states;
 * :mod:`~ebmlib.samplers.categorical` — Gibbs-with-Gradients over one-hot blocks, Gibbs over codes;
 * :mod:`~ebmlib.samplers.continuous` — Langevin (ULA) and MALA;
 * :mod:`~ebmlib.samplers.mixed` — Metropolis-within-Gibbs for ``(x, y)``, Langevin-Gibbs for table rows;
@@ -59,11 +62,14 @@ from ebmlib.samplers.core import (
 )
 from ebmlib.samplers.discrete import (
     GIBBS_ORDERS,
+    DiscreteLangevinSampler,
     GWGBinarySampler,
+    discrete_langevin_binary,
     gibbs_binary,
     gibbs_random_site,
     gibbs_within_nodes,
     gwg_binary,
+    langevin_flip_logits,
 )
 from ebmlib.samplers.flow import (
     FlowMCResult,
@@ -111,6 +117,9 @@ __all__ = [
     "gibbs_random_site",
     "gwg_binary",
     "GWGBinarySampler",
+    "discrete_langevin_binary",
+    "DiscreteLangevinSampler",
+    "langevin_flip_logits",
     "gibbs_within_nodes",
     "categorical_log_proposal",
     "gwg_categorical_step",

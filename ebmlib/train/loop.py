@@ -12,6 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ebmlib.checkpoint import restore_run, save_run
 from ebmlib.fingerprint import describe_config, unsaved_state
+from ebmlib.train.ledger import OperationCounter, ledger_path, record_run, run_record
 from ebmlib.utils import check_int, check_positive, check_probability, check_tensor
 
 LossFn = Callable[[nn.Module, Tensor], "Tensor | tuple[Tensor, dict[str, Tensor]]"]
@@ -198,7 +200,11 @@ def fit(
     progress
         Show a tqdm progress bar (unless the environment sets ``TQDM_DISABLE``, see :func:`progress_disabled`).
     desc
-        Label of the progress bar.
+        Label of the progress bar (and of the run in the cost ledger).
+
+    With the environment variable ``EBMLIB_COST`` naming a file, ``fit`` also counts the FLOPs, operators and
+    bytes of one step and appends a record of the run to that file (:mod:`ebmlib.train.ledger`); the counted
+    step runs slower under the counter and is left out of the ledger's timed steps.
     """
     check_int(n_iters, "n_iters", minimum=1)
     check_int(log_every, "log_every", minimum=1)
@@ -222,19 +228,28 @@ def fit(
     # An ensemble (ebmlib.nets.Ensemble) of K members: the batch-mean loss is the members' mean, so K times it
     # gives each member its own loss's gradient; clipping is per member.
     members = getattr(model, "n_members", 1)
+    # The cost ledger (EBMLIB_COST, ebmlib.train.ledger): one step counted, the others' time without callbacks.
+    ledger = ledger_path()
+    counted = min(result.resumed_from + 2, n_iters) if ledger is not None else None
+    step_count, step_seconds = None, 0.0
     for iteration in bar:
         start = time.perf_counter()
-        out = loss_fn(model, next_batch())
-        loss, logs = out if isinstance(out, tuple) else (out, {})
-        optimizer.zero_grad(set_to_none=True)
-        (loss * members if members > 1 else loss).backward()
-        if grad_clip is not None and members > 1:
-            model.clip_grad_norm_(grad_clip)
-        elif grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        if ema is not None:
-            ema.update_parameters(model)
+        with OperationCounter() if iteration == counted else nullcontext() as counter:
+            out = loss_fn(model, next_batch())
+            loss, logs = out if isinstance(out, tuple) else (out, {})
+            optimizer.zero_grad(set_to_none=True)
+            (loss * members if members > 1 else loss).backward()
+            if grad_clip is not None and members > 1:
+                model.clip_grad_norm_(grad_clip)
+            elif grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
+        if counter is not None:
+            step_count = counter.count
+        elif ledger is not None:
+            step_seconds += time.perf_counter() - start
         if iteration % log_every == 0 or iteration == n_iters:
             _record(result.history, iteration, loss, logs)
             bar.set_postfix(loss=f"{result.history['loss'][-1]:.4g}", refresh=False)
@@ -243,6 +258,9 @@ def fit(
         result.seconds += time.perf_counter() - start
         if checkpoint is not None and (iteration % every == 0 or iteration == n_iters):
             checkpoint(iteration)
+    if step_count is not None:
+        steps = n_iters - result.resumed_from
+        record_run(ledger, run_record(desc, step_count, n_iters, steps, steps - 1, step_seconds, members))
     return result
 
 

@@ -1,0 +1,163 @@
+"""Counting what training costs: the FLOPs, operators and bytes of a step, and a ledger of every training run.
+
+A step of the small networks in this book is bound by one of three things: arithmetic (its FLOPs), memory
+traffic (the bytes its operators write), or, on a GPU, the number of operators it dispatches, each of which
+launches at least one kernel however little it computes. :func:`count_operations` counts all three for any
+callable; :mod:`ebmlib.bench.cost` turns counts into predicted times.
+
+The ledger: when the environment variable ``EBMLIB_COST`` names a file, :func:`~ebmlib.train.fit` counts one
+step of every training run (the second, so that persistent chains and adapted step sizes are past their first
+iteration) and appends one JSON line per run to that file (:func:`record_run`): the step's counts, the steps
+run and timed, and — in the smoke run, whose iteration counts are :class:`~ebmlib.scale.Capped` — the steps
+the same run takes at ``full`` and how many ``full`` runs it stands for (:func:`~ebmlib.scale.repeat_factor`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import flop_registry
+
+from ebmlib.scale import repeat_factor
+from ebmlib.utils import check_int
+
+COST_ENV = "EBMLIB_COST"
+
+
+# Outputs at least this large are fresh pages on a CPU: glibc serves allocations above its largest mmap threshold
+# (32 MiB on 64-bit Linux) from new mappings, and PyTorch's CPU allocator does not cache them, so writing one
+# costs a page fault per 4 kB page on top of the write itself.
+LARGE_OUTPUT_BYTES = 32 * 2**20
+
+
+@dataclass(frozen=True)
+class OperationCount:
+    """The work of one call: ``flops`` of matrix products and convolutions (by the formulas of
+    :mod:`torch.utils.flop_counter`; elementwise operations are not counted), ``operators``, the ATen operators
+    dispatched, forward and backward, ``bytes``, the size of the tensors they write (views write nothing), and
+    ``large_bytes``, the part of ``bytes`` written into new tensors of at least :data:`LARGE_OUTPUT_BYTES`."""
+
+    flops: int
+    operators: int
+    bytes: int = 0
+    large_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        check_int(self.flops, "flops", minimum=0)
+        check_int(self.operators, "operators", minimum=0)
+        check_int(self.bytes, "bytes", minimum=0)
+        check_int(self.large_bytes, "large_bytes", minimum=0)
+        if self.large_bytes > self.bytes:
+            raise ValueError(f"large_bytes ({self.large_bytes}) must not exceed bytes ({self.bytes})")
+
+
+class OperationCounter(TorchDispatchMode):
+    """A context that counts the ATen operators dispatched while it is active, autograd's backward operators
+    included, the FLOPs of those that :mod:`torch.utils.flop_counter` has a formula for, and the bytes of the
+    tensors they write. (``FlopCounterMode`` itself tracks modules with backward hooks, which
+    ``torch.autograd.grad`` inside a step, as in Gibbs-with-Gradients, does not allow.)"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.operators = 0
+        self.flops = 0
+        self.bytes = 0
+        self.large_bytes = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        self.operators += 1
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.flops += int(formula(*args, **kwargs, out_val=out))
+        aliases = [r.alias_info for r in func._schema.returns]
+        if not any(a is not None and not a.is_write for a in aliases):  # a view writes nothing
+            sizes = [t.numel() * t.element_size() for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+            self.bytes += sum(sizes)
+            if not any(a is not None for a in aliases):  # new tensors (an in-place write reuses its pages)
+                self.large_bytes += sum(size for size in sizes if size >= LARGE_OUTPUT_BYTES)
+        return out
+
+    @property
+    def count(self) -> OperationCount:
+        return OperationCount(self.flops, self.operators, self.bytes, self.large_bytes)
+
+
+def count_operations(fn: Callable[[], Any]) -> OperationCount:
+    """FLOPs, dispatched operators and bytes written of one call of ``fn()`` (a callable without arguments).
+
+    Examples
+    --------
+    >>> import torch
+    >>> a = torch.ones(4, 8)
+    >>> count_operations(lambda: a @ a.T)
+    OperationCount(flops=256, operators=2, bytes=64, large_bytes=0)
+    """
+    if not callable(fn):
+        raise ValueError(f"fn must be callable without arguments, got {type(fn).__name__}")
+    with OperationCounter() as counter:
+        fn()
+    return counter.count
+
+
+def ledger_path() -> Path | None:
+    """The ledger file named by ``EBMLIB_COST``, or ``None`` when training runs are not recorded."""
+    value = os.environ.get(COST_ENV, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One training run in the ledger.
+
+    ``step`` is one step's count; ``steps`` the steps this call ran, ``timed_steps`` and ``seconds`` those of
+    them timed (every step but the counted one, without callbacks); ``full_steps`` the steps of the same run at
+    ``full`` (``None`` where the iteration count was not a :class:`~ebmlib.scale.Capped` one) and ``repeats``
+    the number of ``full`` runs this one stands for; ``members`` the networks trained at once (an ensemble);
+    ``threads`` torch's CPU threads during the run.
+    """
+
+    desc: str
+    step: OperationCount
+    steps: int
+    timed_steps: int
+    seconds: float
+    full_steps: int | None
+    repeats: float
+    members: int
+    threads: int
+
+
+def record_run(path: Path, record: RunRecord) -> None:
+    """Append ``record`` to the ledger at ``path`` as one JSON line."""
+    row = asdict(record)
+    with open(path, "a") as ledger:
+        ledger.write(json.dumps(row) + "\n")
+
+
+def run_record(desc: str, step: OperationCount, n_iters: int, steps: int, timed_steps: int, seconds: float,
+               members: int) -> RunRecord:
+    """The ledger's record of a run of ``n_iters`` iterations (a :class:`~ebmlib.scale.Capped` count in the
+    smoke run), of which this call ran ``steps``."""
+    full = getattr(n_iters, "full", None)
+    return RunRecord(desc=desc, step=step, steps=steps, timed_steps=timed_steps, seconds=seconds,
+                     full_steps=None if full is None else int(full), repeats=repeat_factor(), members=members,
+                     threads=torch.get_num_threads())
+
+
+def read_ledger(path: str | Path) -> list[RunRecord]:
+    """The records of a ledger file, in the order the runs ended."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        row = json.loads(line)
+        rows.append(RunRecord(**{**row, "step": OperationCount(**row["step"])}))
+    return rows
