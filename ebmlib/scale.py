@@ -26,7 +26,7 @@ import pickle
 import tempfile
 import weakref
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -177,6 +177,30 @@ def smoke_cap(
             value = capped[name]
             capped[name] = Repeats(tuple(value[:n]), len(value)) if isinstance(value, tuple) else value[:n]
     return capped
+
+
+def study_budgets(n_iters: int, factors: Sequence[float]) -> list[int]:
+    """The iterations of a budget study of an experiment of ``n_iters`` iterations: ``round(f · n_iters)`` for
+    each of ``factors``, at least 1, sorted, repeats dropped.
+
+    In the smoke run ``n_iters`` is a :class:`Capped` count, and each budget is one too, of
+    ``round(f · full)`` iterations at ``full`` — so the cost ledger counts a study's runs at their full length.
+
+    Examples
+    --------
+    >>> study_budgets(300, (0.25, 0.5, 1, 2))
+    [75, 150, 300, 600]
+    """
+    check_int(n_iters, "n_iters", minimum=1)
+    if isinstance(factors, (str, bytes)) or not isinstance(factors, Sequence) or not factors or not all(
+            isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < math.inf for f in factors):
+        raise ValueError(f"factors must be a non-empty sequence of positive numbers, got {factors!r}")
+    full = getattr(n_iters, "full", None)
+    budgets: dict[int, int] = {}
+    for f in sorted(factors):
+        value = max(1, round(f * n_iters))
+        budgets[value] = value if full is None else Capped(value, max(1, round(f * full)))
+    return sorted(budgets.values())
 
 
 def runs_home() -> Path:

@@ -612,6 +612,8 @@ SPECS.update({
                                     "first": "object"}),
     "ebmlib.scale.smoke_data": Spec(lambda datasets: scale.smoke_data(datasets), lambda dt: dict(datasets="adult"),
                                     {"datasets": "choice none"}),
+    "ebmlib.scale.study_budgets": Spec(scale.study_budgets, lambda dt: dict(n_iters=300, factors=(0.5, 1.0)),
+                                       {"n_iters": "zero negative frac str", "factors": "empty seqstr"}),
     "ebmlib.scale.Capped": Spec(scale.Capped, lambda dt: dict(value=3, full=10),
                                 {"value": "negative frac str", "full": "negative frac str"}),
     "ebmlib.scale.Repeats": Spec(scale.Repeats, lambda dt: dict(entries=(0,), full=3),

@@ -24,7 +24,7 @@ from ebmlib.bench.cost import (
     predict_seconds,
     read_ledgers,
 )
-from ebmlib.scale import repeat_factor, smoke_cap
+from ebmlib.scale import repeat_factor, smoke_cap, study_budgets
 from ebmlib.train import fit, tensor_batches
 from ebmlib.train.ledger import LARGE_OUTPUT_BYTES, RunRecord, read_ledger
 
@@ -168,3 +168,12 @@ def test_bad_cost_inputs_are_named(tmp_path):
         format_cost_table({}, GPUS, colab="v100")
     with pytest.raises(ValueError, match="bytes_per_second"):
         DeviceModel("x", flops_per_second=1.0, launch_seconds=1.0, bytes_per_second=0.0)
+
+
+def test_study_budgets_carry_their_full_lengths_in_the_smoke_run(monkeypatch):
+    assert study_budgets(300, (0.25, 0.5, 1, 2)) == [75, 150, 300, 600]
+    assert study_budgets(3, (0.1, 0.2)) == [1]  # at least one iteration, repeats dropped
+    monkeypatch.setenv("EBMLIB_SMOKE", "1")
+    n_iters = smoke_cap({"n_iters": 23_400}, {"n_iters": 5})["n_iters"]
+    budgets = study_budgets(n_iters, (0.25, 0.5, 1, 2))
+    assert budgets == [1, 2, 5, 10] and [b.full for b in budgets] == [5850, 11_700, 23_400, 46_800]

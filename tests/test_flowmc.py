@@ -1,5 +1,6 @@
 """MALA, i-SIR and flowMC against a known 2D Gaussian mixture; split R-hat; the flowMC-EBM training step."""
 
+import copy
 import math
 
 import pytest
@@ -234,7 +235,7 @@ def test_training_step_moves_chains_and_fits_the_flow():
     assert all(math.isfinite(float(v)) for v in logs.values())
     assert float(logs["step_size"]) == loss_fn.step_size  # the adapted MALA step, logged for diagnostics
     assert any(p.abs().sum() > 0 for p in flow.layers[0].net.net[-1].parameters()), "flow was not updated"
-    for method in ("ula", "nt"):
+    for method in ("ula", "nt", "coop"):
         loss_fn = FlowEBMLoss(method, pool, n_chains=32, n_steps=5, step_size=0.1, flow=flow,
                               flow_optimizer=torch.optim.Adam(flow.parameters(), lr=1e-2))
         assert math.isfinite(loss_fn(energy, x_data)[0].item())
@@ -243,6 +244,29 @@ def test_training_step_moves_chains_and_fits_the_flow():
                           n_particles=4, flow_optimizer=optimizer, flow_steps=3)
     loss_fn(energy, x_data)
     assert next(iter(optimizer.state.values()))["step"].item() == 3  # three ML steps on the same negatives
+
+
+def test_coopflow_starts_fresh_chains_from_the_flow_and_fits_it_to_the_revised_samples():
+    torch.manual_seed(0)
+    flow = RealNVP(2, base_std=1.5)
+    energy = TiltedEnergy(toy_energy_net(2, (16, 16)), 2, base_std=1.5)
+    pool = flow.sample(64).detach()
+    optimizer = torch.optim.Adam(flow.parameters(), lr=1e-2)
+    loss_fn = FlowEBMLoss("coop", pool, n_chains=32, n_steps=3, step_size=0.01, flow=flow,
+                          flow_optimizer=optimizer, noise_scale=0.0)
+    x_data, twin = TARGET.sample(32)[0], copy.deepcopy(flow)
+    torch.manual_seed(1)
+    loss, logs = loss_fn(energy, x_data)
+    torch.manual_seed(1)
+    starts = twin.sample_with_log_prob(32)[0]  # the flow before its update, the same draws
+    assert torch.allclose(loss_fn.last_init, starts)
+    assert torch.equal(loss_fn.pool, pool)  # nothing persists between calls
+    # without noise, three gradient-descent steps on the energy: the negatives have lower energy than the starts
+    assert (energy(loss_fn.last_negatives) <= energy(loss_fn.last_init) + 1e-6).all()
+    assert "flow_nll" in logs and next(iter(optimizer.state.values()))["step"].item() == 1
+    with pytest.raises(ValueError, match="noise_scale"):
+        FlowEBMLoss("coop", pool, n_chains=32, n_steps=3, step_size=0.01, flow=flow, flow_optimizer=optimizer,
+                    noise_scale=-1.0)
 
 
 def test_bad_input_raises():

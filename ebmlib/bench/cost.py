@@ -273,14 +273,18 @@ def format_cost_table(ledgers: Mapping[str, Sequence[RunRecord]], devices: Mappi
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for chapter, records in ledgers.items():
         cost = chapter_costs(records, devices)
-        steps = f"{cost['steps']:,.0f}" + (f" ({cost['uncarried']} runs at smoke length)" if cost["uncarried"] else "")
         number = chapter.split("_")[0]
         label = (number.lstrip("0") or "0") if number.isdigit() else chapter
-        cells = [label, f"{cost['runs']:.0f}", steps, f"{cost['flops'] / 1e12:,.1f}",
-                 f"{cost['operators'] / 1e9:,.2f} G"] + [_duration(cost["seconds"][n]) for n in devices]
+        unknown = records and cost["uncarried"] == len(records)  # e.g. runs with budgets in seconds
+        n = cost["uncarried"]
+        steps = ("— (no run's full length is known)" if unknown else f"{cost['steps']:,.0f}"
+                 + (f" ({n} run{'s' * (n > 1)} at smoke length)" if n else ""))
+        cells = [label, f"{cost['runs']:.0f}", steps] + (["—"] * (2 + len(devices)) if unknown else [
+            f"{cost['flops'] / 1e12:,.1f}", f"{cost['operators'] / 1e9:,.2f} G",
+            *(_duration(cost["seconds"][name]) for name in devices)])
         if colab is not None:
             sessions = math.ceil(cost["seconds"][colab] / COLAB_SESSION_SECONDS)
-            cells.append("1" if sessions <= 1 else f"{sessions} (the runs resume)")
+            cells.append("—" if unknown else "1" if sessions <= 1 else f"{sessions} (the runs resume)")
         if checks is not None:
             ratio = checks.get(chapter)
             cells.append("—" if ratio is None else f"{ratio:.2f}")

@@ -12,26 +12,30 @@ from torch import Tensor
 from ebmlib.flows import RealNVP, flow_ml_step
 from ebmlib.losses.contrastive import contrastive_divergence
 from ebmlib.samplers.continuous import check_adaptation, langevin
+from ebmlib.samplers.core import check_noise_scale
 from ebmlib.samplers.flow import FlowProposal, TransportMap, check_flow, flowmc, latent_mala
 from ebmlib.utils import EnergyFn, check_int, check_positive, check_tensor
 
-FLOW_EBM_METHODS = ("flowmc", "ula", "nt")
-"""Negative samplers of :class:`~ebmlib.losses.FlowEBMLoss`: flowMC-EBM, ULA-EBM and NT-EBM."""
+FLOW_EBM_METHODS = ("flowmc", "ula", "nt", "coop")
+"""Negative samplers of :class:`~ebmlib.losses.FlowEBMLoss`: flowMC-EBM, ULA-EBM, NT-EBM and CoopFlow."""
 
 
 class FlowEBMLoss:
-    r"""One training step of flowMC-EBM (paper Alg. 1), ULA-EBM or NT-EBM, as a loss for :func:`~ebmlib.train.fit`.
+    r"""One training step of flowMC-EBM (paper Alg. 1), ULA-EBM, NT-EBM or CoopFlow, as a loss for
+    :func:`~ebmlib.train.fit`.
 
     Each call (with the current tilted energy ``U_θ`` and a data batch ``x⁺``):
 
     1. draws ``n_chains`` chain states: for ``"flowmc"`` and ``"ula"`` uniformly from the persistent pool
-       (without re-initialisation); for ``"nt"`` fresh latent states ``z ~ ρ``;
+       (without re-initialisation); for ``"nt"`` fresh latent states ``z ~ ρ``; for ``"coop"`` fresh samples of
+       the flow;
     2. moves them: :func:`~ebmlib.samplers.flowmc` (global i-SIR + local MALA),
-       :func:`~ebmlib.samplers.langevin` (ULA), or :func:`~ebmlib.samplers.latent_mala`; writes the final
-       states back to the pool;
+       :func:`~ebmlib.samplers.langevin` (ULA; also CoopFlow's short-run "Langevin flow", Xie et al. 2022), or
+       :func:`~ebmlib.samplers.latent_mala`; persistent methods write the final states back to the pool;
     3. takes as negatives ``x⁻`` the states at ``record_steps`` (flowMC) or the final states;
-    4. fits the flow by ``flow_steps`` maximum-likelihood steps on ``x⁻`` (``"flowmc"`` and ``"nt"``; the paper
-       takes one);
+    4. fits the flow by ``flow_steps`` maximum-likelihood steps on ``x⁻`` (all but ``"ula"``; the paper takes
+       one): in CoopFlow the flow learns from the samples the Langevin chains revised, so that it starts the
+       next chains closer to the EBM;
     5. returns the contrastive-divergence loss :math:`\overline{U_\theta(x^+)} - \overline{U_\theta(x^-)}`
        (eq. 3), whose θ-gradient is the maximum-likelihood gradient of the tilted EBM (App. B).
 
@@ -56,7 +60,7 @@ class FlowEBMLoss:
     n_steps
         MCMC steps per call.
     step_size
-        The time step ``h`` of :func:`~ebmlib.samplers.langevin` (ULA) or the initial one of
+        The time step ``h`` of :func:`~ebmlib.samplers.langevin` (ULA, CoopFlow) or the initial one of
         :func:`~ebmlib.samplers.mala` (flowMC's local moves, NT-EBM).
     flow, flow_optimizer
         The companion flow and its optimiser (required except for ``"ula"``).
@@ -68,12 +72,15 @@ class FlowEBMLoss:
         Maximum-likelihood steps of the flow per call, on the same negatives. More than one lets a flow with a
         modest learning rate keep up with the EBM in short runs: i-SIR only moves chains between modes when
         the flow is close to the EBM.
+    noise_scale
+        The Langevin noise of ``"ula"`` and ``"coop"`` (``None``: :math:`\sqrt{2h}`; CoopFlow's authors advise
+        0, a gradient descent on the energy).
     """
 
     def __init__(self, method: str, pool: Tensor, *, n_chains: int, n_steps: int, step_size: float,
                  flow: FlowProposal | None = None, flow_optimizer: torch.optim.Optimizer | None = None,
                  n_local: int = 0, n_particles: int = 2, record_steps: Sequence[int] | None = None,
-                 target_accept: float | None = 0.75, flow_steps: int = 1) -> None:
+                 target_accept: float | None = 0.75, flow_steps: int = 1, noise_scale: float | None = None) -> None:
         if method not in FLOW_EBM_METHODS:
             raise ValueError(f"method must be one of {FLOW_EBM_METHODS}, got {method!r}")
         check_tensor(pool, "pool", ndim=2, floating=True)
@@ -100,6 +107,7 @@ class FlowEBMLoss:
         self.n_local, self.n_particles, self.record_steps = n_local, n_particles, record_steps
         self.target_accept = target_accept
         self.flow_steps = check_int(flow_steps, "flow_steps", minimum=1)
+        self.noise_scale = None if noise_scale is None else check_noise_scale(noise_scale)
         self.last_init: Tensor | None = None
         self.last_negatives: Tensor | None = None
 
@@ -110,7 +118,7 @@ class FlowEBMLoss:
 
         The ``pool_size`` initial states ``(P, d)`` are, for ``"ula"``, uniform on ``[-uniform_lim, uniform_lim]^d``
         when ``uniform_lim`` is given (the 2-D experiments) and otherwise drawn from the flow's base
-        ``N(0, σ² I)``; for ``"flowmc"`` and ``"nt"``, samples of the flow. The flow is trained by Adam with
+        ``N(0, σ² I)``; for the others, samples of the flow. The flow is trained by Adam with
         learning rate ``lr`` (unused by ``"ula"``).
 
         Parameters
@@ -124,7 +132,7 @@ class FlowEBMLoss:
             ``P ≥ 1``, the flow's learning rate ``> 0``, and the half-width ``> 0`` of ULA's uniform start.
         **kwargs
             The other arguments of :class:`~ebmlib.losses.FlowEBMLoss` (``n_chains``, ``n_steps``, ``step_size``,
-            ``n_local``, ``n_particles``, ``record_steps``, ``target_accept``, ``flow_steps``).
+            ``n_local``, ``n_particles``, ``record_steps``, ``target_accept``, ``flow_steps``, ``noise_scale``).
         """
         if method not in FLOW_EBM_METHODS:
             raise ValueError(f"method must be one of {FLOW_EBM_METHODS}, got {method!r}")
@@ -158,6 +166,12 @@ class FlowEBMLoss:
         n_chains = self.n_chains if n_chains is None else check_int(n_chains, "n_chains", minimum=1)
         if n_chains > self.pool.shape[0]:
             raise ValueError(f"n_chains must be <= pool size {self.pool.shape[0]}, got {n_chains}")
+        if self.method == "coop":  # chains start afresh from the flow; the pool only fixes the shape
+            with torch.no_grad():
+                x_init = self.flow.sample_with_log_prob(n_chains)[0]
+            x_neg = langevin(energy_fn, x_init, n_steps=self.n_steps, step_size=self.step_size,
+                             noise_scale=self.noise_scale)
+            return x_init, x_neg, {}
         if self.method == "nt":
             z = self.flow.base_std * torch.randn_like(self.pool[:n_chains])
             with torch.no_grad():
@@ -169,7 +183,8 @@ class FlowEBMLoss:
         index = torch.randperm(self.pool.shape[0], device=self.pool.device)[:n_chains]
         x_init = self.pool[index]
         if self.method == "ula":
-            x_neg = langevin(energy_fn, x_init, n_steps=self.n_steps, step_size=self.step_size)
+            x_neg = langevin(energy_fn, x_init, n_steps=self.n_steps, step_size=self.step_size,
+                             noise_scale=self.noise_scale)
             self.pool[index] = x_neg
             return x_init, x_neg, {}
         result = flowmc(energy_fn, x_init, self.flow, n_steps=self.n_steps, n_local=self.n_local,
