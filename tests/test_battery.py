@@ -181,19 +181,23 @@ def target_gwg_binary() -> None:
     _target_binary(lambda x: S.gwg_binary(bit_energy, x, 60)[0])
 
 
-def target_gwg_binary_sampler() -> None:
-    """Started from exact draws of the enumerated law, 10 moves leave that law (invariance); the states and the
-    kept acceptance rates are :func:`gwg_binary`'s bit for bit under the same seed."""
-    sampler = S.GWGBinarySampler(n_steps=10)
+def _check_rate_keeping_sampler(sampler: Callable, function: Callable) -> None:
+    """Started from exact draws of the enumerated law, the sampler's moves leave that law (invariance); the
+    states and the kept acceptance rates are ``function``'s bit for bit under the same seed."""
     assert sampler.acceptance_rate is None
     x0 = exact_bits(N)
     torch.manual_seed(7)
     x = sampler(bit_energy, x0)
     assert_law(bit_index(x), BIT_PROBS)
     torch.manual_seed(7)
-    expected, rate = S.gwg_binary(bit_energy, x0, 10)
+    expected, rate = function(bit_energy, x0)
     assert torch.equal(x, expected) and torch.equal(sampler.acceptance_rate, rate)
     assert sampler.acceptance_rate.shape == (N,)
+
+
+def target_gwg_binary_sampler() -> None:
+    """10 Gibbs-with-Gradients moves, as :func:`gwg_binary` makes them."""
+    _check_rate_keeping_sampler(S.GWGBinarySampler(n_steps=10), partial(S.gwg_binary, n_steps=10))
 
 
 def target_discrete_langevin_binary() -> None:
@@ -203,17 +207,9 @@ def target_discrete_langevin_binary() -> None:
 
 
 def target_discrete_langevin_sampler() -> None:
-    """Started from exact draws, 10 DMALA moves leave the enumerated law; states and kept acceptance rates are
-    :func:`discrete_langevin_binary`'s bit for bit under the same seed."""
-    sampler = S.DiscreteLangevinSampler(n_steps=10, step_size=0.5, metropolis=True)
-    assert sampler.acceptance_rate is None
-    x0 = exact_bits(N)
-    torch.manual_seed(7)
-    x = sampler(bit_energy, x0)
-    assert_law(bit_index(x), BIT_PROBS)
-    torch.manual_seed(7)
-    expected, rate = S.discrete_langevin_binary(bit_energy, x0, 10, step_size=0.5, metropolis=True)
-    assert torch.equal(x, expected) and torch.equal(sampler.acceptance_rate, rate)
+    """10 DMALA moves, as :func:`discrete_langevin_binary` makes them."""
+    _check_rate_keeping_sampler(S.DiscreteLangevinSampler(n_steps=10, step_size=0.5, metropolis=True),
+                                partial(S.discrete_langevin_binary, n_steps=10, step_size=0.5, metropolis=True))
 
 
 def target_langevin_flip_logits() -> None:
