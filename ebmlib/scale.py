@@ -24,7 +24,6 @@ import math
 import os
 import pickle
 import tempfile
-import weakref
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -35,6 +34,7 @@ import numpy as np
 
 from ebmlib.data import ADULT_COLUMNS, MNIST_FILES, REMOTE_FILES, RemoteFile, citation_like_graph, data_home
 from ebmlib.report import SCALES
+from ebmlib.train.ledger import Capped, Repeats
 from ebmlib.utils import check_int
 
 _SMOKE_ENV = "EBMLIB_SMOKE"
@@ -47,82 +47,6 @@ def smoke_run() -> bool:
     if value not in ("", "0", "1"):
         raise ValueError(f"{_SMOKE_ENV} must be 0 or 1, got {value!r}")
     return value == "1"
-
-
-class Capped(int):
-    """A count the smoke run lowered (:func:`smoke_cap`): an ``int`` that remembers its ``full`` value, so that
-    the cost ledger (:mod:`ebmlib.train.ledger`) can scale what one smoke step costs to the ``full`` run.
-
-    Arithmetic on it gives a plain ``int`` (the full value is then lost); ``max`` and ``min`` of capped counts
-    return one of them and keep it.
-    """
-
-    full: int
-
-    def __new__(cls, value: int, full: int) -> Capped:
-        check_int(value, "value", minimum=0)
-        check_int(full, "full", minimum=0)
-        count = super().__new__(cls, value)
-        count.full = int(full)
-        return count
-
-    def __getnewargs__(self) -> tuple[int, int]:
-        return int(self), self.full
-
-
-class Repeats(tuple):
-    """The first entries of a setting that lists repetitions of one code path (the smoke run's ``first``), which
-    remembers how many entries ``full`` has: while a loop iterates over it, :func:`repeat_factor` includes
-    ``full / len(self)``, the number of runs at ``full`` that each run of the smoke run stands for."""
-
-    full: int
-
-    def __new__(cls, entries: tuple, full: int) -> Repeats:
-        if not isinstance(entries, tuple):
-            raise ValueError(f"entries must be a tuple, got {type(entries).__name__}")
-        check_int(full, "full", minimum=len(entries))
-        kept = super().__new__(cls, entries)
-        kept.full = int(full)
-        return kept
-
-    def __getnewargs__(self) -> tuple[tuple, int]:
-        return tuple(self), self.full
-
-    def __iter__(self):
-        return _RepeatsIterator(self)
-
-
-class _RepeatsIterator:
-    """An iterator over a :class:`Repeats` that counts in :func:`repeat_factor` from its first entry until it is
-    exhausted or dropped (a ``for`` loop drops it when the loop ends, by exhaustion or ``break``). An iterator
-    made but never advanced (tqdm makes one it does not use) does not count."""
-
-    def __init__(self, repeats: Repeats) -> None:
-        self.repeats = repeats
-        self._entries = tuple.__iter__(repeats)
-
-    def __iter__(self) -> _RepeatsIterator:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            entry = next(self._entries)
-        except StopIteration:
-            _LIVE_REPEATS.discard(self)
-            raise
-        _LIVE_REPEATS.add(self)
-        return entry
-
-
-_LIVE_REPEATS: weakref.WeakSet = weakref.WeakSet()
-
-
-def repeat_factor() -> float:
-    """How many ``full`` runs the code running now stands for: the product of ``full / kept`` over the
-    :class:`Repeats` settings that loops are iterating over now (each counted once; 1 outside such loops and
-    outside the smoke run)."""
-    active = {id(it.repeats): it.repeats for it in list(_LIVE_REPEATS)}
-    return math.prod(r.full / max(len(r), 1) for r in active.values())
 
 
 def smoke_cap(
@@ -183,7 +107,7 @@ def study_budgets(n_iters: int, factors: Sequence[float]) -> list[int]:
     """The iterations of a budget study of an experiment of ``n_iters`` iterations: ``round(f · n_iters)`` for
     each of ``factors``, at least 1, sorted, repeats dropped.
 
-    In the smoke run ``n_iters`` is a :class:`Capped` count, and each budget is one too, of
+    In the smoke run ``n_iters`` is a :class:`~ebmlib.train.ledger.Capped` count, and each budget is one too, of
     ``round(f · full)`` iterations at ``full`` — so the cost ledger counts a study's runs at their full length.
 
     Examples

@@ -45,9 +45,10 @@ import ebmlib.samplers as S
 import ebmlib.train as T
 import ebmlib.utils as U
 from ebmlib import bench, plotting, report, scale
+from ebmlib.train import ledger
 
-MODULES = ("utils", "data", "nets", "flows", "samplers", "losses", "metrics", "train", "report", "plotting", "bench",
-           "scale")
+MODULES = ("utils", "data", "nets", "flows", "samplers", "losses", "metrics", "train", "train.ledger", "report",
+           "plotting", "bench", "scale")
 COUNT = "zero negative frac bool"
 NONNEG = "negative frac bool"
 STEP = "zero negative nan inf str"
@@ -130,8 +131,15 @@ def _axes():
 def _run_record():
     from ebmlib.train.ledger import RunRecord
 
-    return RunRecord(desc="d", step=bench.OperationCount(10, 2, 8), steps=3, timed_steps=2, seconds=0.1,
+    return RunRecord(desc="d", step=ledger.OperationCount(10, 2, 8), steps=3, timed_steps=2, seconds=0.1,
                      full_steps=100, repeats=1.0, members=1, threads=1)
+
+
+def _ledger_file():
+    path = _tmp("read.jsonl")
+    path.unlink(missing_ok=True)
+    ledger.record_run(path, _run_record())
+    return path
 
 
 def _tmp(name):
@@ -614,9 +622,27 @@ SPECS.update({
                                     {"datasets": "choice none"}),
     "ebmlib.scale.study_budgets": Spec(scale.study_budgets, lambda dt: dict(n_iters=300, factors=(0.5, 1.0)),
                                        {"n_iters": "zero negative frac str", "factors": "empty seqstr"}),
-    "ebmlib.scale.Capped": Spec(scale.Capped, lambda dt: dict(value=3, full=10),
+    "ebmlib.train.ledger.RunRecord": Spec(lambda desc, step, steps, timed_steps, seconds, full_steps, repeats, members,
+                                          threads: ledger.RunRecord(desc, step, steps, timed_steps, seconds,
+                                                                    full_steps, repeats, members, threads),
+                                          lambda dt: dict(desc="d", step=ledger.OperationCount(1, 1), steps=3,
+                                                          timed_steps=2, seconds=0.1, full_steps=10, repeats=1.0,
+                                                          members=1, threads=1),
+                                          {"desc": "none", "step": "object", "steps": COUNT, "timed_steps": NONNEG,
+                                           "seconds": "negative nan inf str", "full_steps": COUNT,
+                                           "repeats": "negative nan inf str", "members": COUNT, "threads": COUNT}),
+    "ebmlib.train.ledger.run_record": Spec(ledger.run_record, lambda dt: dict(
+        desc="d", step=ledger.OperationCount(1, 1), n_iters=3, steps=3, timed_steps=2, seconds=0.1, members=1),
+        {"desc": "none", "step": "object", "steps": COUNT, "timed_steps": NONNEG,
+         "seconds": "negative nan inf str", "members": COUNT}),
+    "ebmlib.train.ledger.record_run": Spec(ledger.record_run, lambda dt: dict(path=_tmp("ledger.jsonl"),
+                                                                             record=_run_record()),
+                                           {"path": "none", "record": "object"}),
+    "ebmlib.train.ledger.read_ledger": Spec(ledger.read_ledger, lambda dt: dict(path=_ledger_file()),
+                                            {"path": "none"}),
+    "ebmlib.train.ledger.Capped": Spec(ledger.Capped, lambda dt: dict(value=3, full=10),
                                 {"value": "negative frac str", "full": "negative frac str"}),
-    "ebmlib.scale.Repeats": Spec(scale.Repeats, lambda dt: dict(entries=(0,), full=3),
+    "ebmlib.train.ledger.Repeats": Spec(ledger.Repeats, lambda dt: dict(entries=(0,), full=3),
                                  {"entries": "object", "full": "negative frac str"}),
     "ebmlib.scale.run_dir": Spec(scale.run_dir, lambda dt: dict(chapter="ch2", experiment="mnist", scale="ci"),
                                  {"chapter": "none empty", "experiment": "none empty", "scale": "choice none"}),
@@ -900,9 +926,9 @@ SPECS.update({
                                          {"task": "object", "methods": "empty seqstr", "repeats": COUNT}),
     "ebmlib.bench.count_methods": Spec(bench.count_methods, lambda dt: dict(task=_task(), methods=["RM"], warmup=0),
                                        {"task": "object", "methods": "empty seqstr", "warmup": NONNEG}),
-    "ebmlib.bench.count_operations": Spec(bench.count_operations, lambda dt: dict(fn=lambda: None),
+    "ebmlib.train.ledger.count_operations": Spec(ledger.count_operations, lambda dt: dict(fn=lambda: None),
                                           {"fn": "notcallable"}),
-    "ebmlib.bench.OperationCount": Spec(bench.OperationCount, lambda dt: dict(flops=10, operators=2, bytes=8,
+    "ebmlib.train.ledger.OperationCount": Spec(ledger.OperationCount, lambda dt: dict(flops=10, operators=2, bytes=8,
                                                                               large_bytes=0),
                                         {"flops": NONNEG, "operators": NONNEG, "bytes": NONNEG,
                                          "large_bytes": NONNEG + " huge"}),
@@ -913,7 +939,7 @@ SPECS.update({
                                       "bytes_per_second": STEP.replace(" inf", ""), "overlap": "str none",
                                       "large_bytes_per_second": STEP.replace(" inf", "")}),
     "ebmlib.bench.predict_seconds": Spec(bench.predict_seconds, lambda dt: dict(
-        count=bench.OperationCount(10, 2), device=bench.DeviceModel("d", 1e9, 1e-5)),
+        count=ledger.OperationCount(10, 2), device=bench.DeviceModel("d", 1e9, 1e-5)),
         {"count": "object", "device": "object"}),
     "ebmlib.bench.calibrate_cpu": Spec(bench.calibrate_cpu, lambda dt: dict(threads=1, repeats=1),
                                        {"threads": COUNT, "repeats": COUNT}),

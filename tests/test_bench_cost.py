@@ -24,9 +24,9 @@ from ebmlib.bench.cost import (
     predict_seconds,
     read_ledgers,
 )
-from ebmlib.scale import repeat_factor, smoke_cap, study_budgets
+from ebmlib.scale import smoke_cap, study_budgets
 from ebmlib.train import fit, tensor_batches
-from ebmlib.train.ledger import LARGE_OUTPUT_BYTES, RunRecord, read_ledger
+from ebmlib.train.ledger import LARGE_OUTPUT_BYTES, RunRecord, read_ledger, repeat_factor
 
 
 def test_matrix_product_flops_are_2mnk():

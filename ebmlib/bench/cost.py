@@ -4,12 +4,13 @@ A step of the small networks in this book is bound by arithmetic (its FLOPs over
 reaches), by memory traffic (the bytes its operators write over the bandwidth) or, on a GPU, by launches: every
 ATen operator the step dispatches starts at least one kernel, and PyTorch spends several microseconds of host
 time on each however little it computes. :func:`~ebmlib.train.ledger.count_operations` counts all three;
-:func:`predict_seconds` turns counts into time on a :class:`DeviceModel`: on a GPU the larger of the three times
-(the host queues kernels while earlier ones run), on a CPU their sum (one thread does everything in turn).
+:func:`~ebmlib.bench.predict_seconds` turns counts into time on a :class:`~ebmlib.bench.DeviceModel`: on a GPU
+the larger of the three times (the host queues kernels while earlier ones run), on a CPU their sum (one thread
+does everything in turn).
 
-:func:`chapter_costs` applies the model to the cost ledgers (:mod:`ebmlib.train.ledger`) the smoke run writes:
-every training run of a chapter, counted at its ``full`` shapes, times the steps it takes at ``full``.
-``python -m ebmlib.bench cost`` prints the result.
+:func:`~ebmlib.bench.chapter_costs` applies the model to the cost ledgers (:mod:`ebmlib.train.ledger`) that the
+smoke run writes: every training run of a chapter, counted at its ``full`` shapes, times the steps it takes at
+``full``. ``python -m ebmlib.bench cost`` prints the result.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ebmlib.train.ledger import OperationCount, RunRecord, count_operations, rea
 from ebmlib.utils import check_int, check_positive
 
 # A free Colab session ends after at most 12 hours (Colab's FAQ); a chapter's resumable runs continue in the next.
-COLAB_SESSION_SECONDS = 12 * 3600.0
+_COLAB_SESSION_SECONDS = 12 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,8 @@ class DeviceModel:
 
 # Fraction of the published peak that the matrix products (batch and width a few hundred) and the elementwise
 # operators of these networks reach; assumed, not measured (no GPU has run this model yet).
-GPU_FLOP_EFFICIENCY = 0.5
-GPU_BANDWIDTH_EFFICIENCY = 0.7
+_GPU_FLOP_EFFICIENCY = 0.5
+_GPU_BANDWIDTH_EFFICIENCY = 0.7
 # Host time PyTorch spends per eager operator (dispatch, autograd bookkeeping, kernel launch): assumed 10 µs on
 # Colab's slower host CPUs and 6 µs on a server's; this machine's CPU measures its own (calibrate_cpu).
 _SOURCE = ("fp32 peak and memory bandwidth from NVIDIA's datasheet, times {flops:.0%} and {bw:.0%} (assumed); "
@@ -77,9 +78,9 @@ _SOURCE = ("fp32 peak and memory bandwidth from NVIDIA's datasheet, times {flops
 
 
 def _gpu(name: str, peak_tflops: float, bandwidth_gb: float, launch_us: float) -> DeviceModel:
-    return DeviceModel(name, flops_per_second=peak_tflops * 1e12 * GPU_FLOP_EFFICIENCY,
-                       launch_seconds=launch_us * 1e-6, bytes_per_second=bandwidth_gb * 1e9 * GPU_BANDWIDTH_EFFICIENCY,
-                       overlap=True, source=_SOURCE.format(flops=GPU_FLOP_EFFICIENCY, bw=GPU_BANDWIDTH_EFFICIENCY,
+    return DeviceModel(name, flops_per_second=peak_tflops * 1e12 * _GPU_FLOP_EFFICIENCY,
+                       launch_seconds=launch_us * 1e-6, bytes_per_second=bandwidth_gb * 1e9 * _GPU_BANDWIDTH_EFFICIENCY,
+                       overlap=True, source=_SOURCE.format(flops=_GPU_FLOP_EFFICIENCY, bw=_GPU_BANDWIDTH_EFFICIENCY,
                                                            launch=launch_us))
 
 
@@ -212,8 +213,8 @@ def chapter_costs(records: Sequence[RunRecord], devices: Mapping[str, DeviceMode
     predicted seconds on each of ``devices``.
 
     Each record's one counted step is multiplied by the steps of that run at ``full`` and by the number of
-    ``full`` runs it stands for (:func:`~ebmlib.scale.repeat_factor`). A run whose iteration count the smoke run
-    did not carry (arithmetic on a :class:`~ebmlib.scale.Capped` count gives a plain one) is counted at the
+    ``full`` runs it stands for (:func:`~ebmlib.train.ledger.repeat_factor`). A run whose iteration count the smoke run
+    did not carry (arithmetic on a :class:`~ebmlib.train.ledger.Capped` count gives a plain one) is counted at the
     steps it ran, and reported in ``uncarried``.
     """
     _check_records(records)
@@ -253,10 +254,11 @@ def _duration(seconds: float) -> str:
 
 def format_cost_table(ledgers: Mapping[str, Sequence[RunRecord]], devices: Mapping[str, DeviceModel],
                       colab: str | None = "t4", checks: Mapping[str, float | None] | None = None) -> str:
-    """A Markdown table of :func:`chapter_costs` per chapter: runs, steps, TFLOP and operators at ``full``,
-    the predicted training time on each device and, unless ``colab`` is ``None``, how many 12-hour Colab
-    sessions the device named ``colab`` needs; ``checks`` adds a column of the model's predicted over measured
-    time on this CPU, by chapter."""
+    """A Markdown table of :func:`chapter_costs` per chapter: runs (with how many of them the smoke run could
+    only count at its own length, "short"), steps, TFLOP and operators at ``full``, the predicted training time
+    on each device and, unless ``colab`` is ``None``, how many 12-hour Colab sessions the device named ``colab``
+    needs; ``checks`` adds a column of the model's predicted over measured time on this CPU, by chapter. A
+    chapter none of whose runs' full lengths are known (budgets in seconds) shows "—"."""
     if not isinstance(ledgers, Mapping):
         raise ValueError(f"ledgers must be a mapping of chapter names to records, got {type(ledgers).__name__}")
     for chapter, records in ledgers.items():
@@ -266,9 +268,9 @@ def format_cost_table(ledgers: Mapping[str, Sequence[RunRecord]], devices: Mappi
         raise ValueError(f"checks must be None or a mapping of chapter names to ratios, got {type(checks).__name__}")
     if colab is not None and colab not in devices:
         raise ValueError(f"colab must be None or name one of devices {sorted(devices)}, got {colab!r}")
-    head = (["chapter", "runs", "steps at `full`", "TFLOP", "operators"]
+    head = (["chapter", "runs", "steps", "TFLOP", "operators"]
             + [devices[n].name.split()[0] for n in devices]
-            + ([f"Colab sessions ({devices[colab].name.split()[0]})"] if colab is not None else [])
+            + ([f"Colab ({devices[colab].name.split()[0]})"] if colab is not None else [])
             + (["CPU check"] if checks is not None else []))
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for chapter, records in ledgers.items():
@@ -277,14 +279,14 @@ def format_cost_table(ledgers: Mapping[str, Sequence[RunRecord]], devices: Mappi
         label = (number.lstrip("0") or "0") if number.isdigit() else chapter
         unknown = records and cost["uncarried"] == len(records)  # e.g. runs with budgets in seconds
         n = cost["uncarried"]
-        steps = ("— (no run's full length is known)" if unknown else f"{cost['steps']:,.0f}"
-                 + (f" ({n} run{'s' * (n > 1)} at smoke length)" if n else ""))
-        cells = [label, f"{cost['runs']:.0f}", steps] + (["—"] * (2 + len(devices)) if unknown else [
+        runs = f"{cost['runs']:.0f}" + (f" ({n} short)" if n and not unknown else "")
+        cells = [label, runs, "—" if unknown else f"{cost['steps']:,.0f}"] + (
+            ["—"] * (2 + len(devices)) if unknown else [
             f"{cost['flops'] / 1e12:,.1f}", f"{cost['operators'] / 1e9:,.2f} G",
             *(_duration(cost["seconds"][name]) for name in devices)])
         if colab is not None:
-            sessions = math.ceil(cost["seconds"][colab] / COLAB_SESSION_SECONDS)
-            cells.append("—" if unknown else "1" if sessions <= 1 else f"{sessions} (the runs resume)")
+            sessions = math.ceil(cost["seconds"][colab] / _COLAB_SESSION_SECONDS)
+            cells.append("—" if unknown else f"{sessions} session{'s' * (sessions > 1)}")
         if checks is not None:
             ratio = checks.get(chapter)
             cells.append("—" if ratio is None else f"{ratio:.2f}")

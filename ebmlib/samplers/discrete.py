@@ -178,27 +178,7 @@ def gwg_binary(energy_fn: EnergyFn, x: Tensor, n_steps: int = 1) -> tuple[Tensor
     return x, n_accepted / n_steps
 
 
-class _RateKeepingSampler:
-    """A sampler function with fixed settings, callable as ``sampler(energy_fn, x) -> x``, that keeps the
-    per-chain acceptance rate of its latest call; subclasses say in ``_move`` how they move the chains."""
-
-    _acceptance_rate: Tensor | None = None
-
-    @property
-    def acceptance_rate(self) -> Tensor | None:
-        """Per-chain acceptance rate ``(B,)`` of the latest call (``None`` before the first); a diagnostic, not
-        part of the sampler's configuration."""
-        return self._acceptance_rate
-
-    def _move(self, energy_fn: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError
-
-    def __call__(self, energy_fn: EnergyFn, x: Tensor) -> Tensor:
-        x, self._acceptance_rate = self._move(energy_fn, x)
-        return x
-
-
-class GWGBinarySampler(_RateKeepingSampler):
+class GWGBinarySampler:
     """:func:`~ebmlib.samplers.gwg_binary` with a fixed number of steps, callable as ``sampler(energy_fn, x) -> x``.
 
     The form a sampler takes inside :class:`~ebmlib.losses.PersistentContrastiveDivergence`: it returns only
@@ -217,9 +197,17 @@ class GWGBinarySampler(_RateKeepingSampler):
 
     def __init__(self, n_steps: int) -> None:
         self.n_steps = check_int(n_steps, "n_steps", minimum=1)
+        self._acceptance_rate: Tensor | None = None
 
-    def _move(self, energy_fn: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
-        return gwg_binary(energy_fn, x, self.n_steps)
+    @property
+    def acceptance_rate(self) -> Tensor | None:
+        """Per-chain acceptance rate ``(B,)`` of the latest call (``None`` before the first); a diagnostic, not
+        part of the sampler's configuration."""
+        return self._acceptance_rate
+
+    def __call__(self, energy_fn: EnergyFn, x: Tensor) -> Tensor:
+        x, self._acceptance_rate = gwg_binary(energy_fn, x, self.n_steps)
+        return x
 
     def __repr__(self) -> str:
         return f"GWGBinarySampler(n_steps={self.n_steps})"
@@ -304,7 +292,7 @@ def discrete_langevin_binary(energy_fn: EnergyFn, x: Tensor, n_steps: int = 1, *
     return x, n_accepted / n_steps
 
 
-class DiscreteLangevinSampler(_RateKeepingSampler):
+class DiscreteLangevinSampler:
     """:func:`~ebmlib.samplers.discrete_langevin_binary` with fixed settings, callable as
     ``sampler(energy_fn, x) -> x`` (the form :class:`~ebmlib.losses.PersistentContrastiveDivergence` takes); the
     per-chain acceptance rate ``(B,)`` of the latest call is kept in ``acceptance_rate``.
@@ -320,10 +308,17 @@ class DiscreteLangevinSampler(_RateKeepingSampler):
         if not isinstance(metropolis, bool):
             raise ValueError(f"metropolis must be True or False, got {metropolis!r}")
         self.metropolis = metropolis
+        self._acceptance_rate: Tensor | None = None
 
-    def _move(self, energy_fn: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
-        return discrete_langevin_binary(energy_fn, x, self.n_steps, step_size=self.step_size,
-                                        metropolis=self.metropolis)
+    @property
+    def acceptance_rate(self) -> Tensor | None:
+        """Per-chain acceptance rate ``(B,)`` of the latest call (``None`` before the first)."""
+        return self._acceptance_rate
+
+    def __call__(self, energy_fn: EnergyFn, x: Tensor) -> Tensor:
+        x, self._acceptance_rate = discrete_langevin_binary(energy_fn, x, self.n_steps, step_size=self.step_size,
+                                                            metropolis=self.metropolis)
+        return x
 
     def __repr__(self) -> str:
         return (f"DiscreteLangevinSampler(n_steps={self.n_steps}, step_size={self.step_size}, "

@@ -8,14 +8,16 @@ callable; :mod:`ebmlib.bench.cost` turns counts into predicted times.
 The ledger: when the environment variable ``EBMLIB_COST`` names a file, :func:`~ebmlib.train.fit` counts one
 step of every training run (the second, so that persistent chains and adapted step sizes are past their first
 iteration) and appends one JSON line per run to that file (:func:`record_run`): the step's counts, the steps
-run and timed, and — in the smoke run, whose iteration counts are :class:`~ebmlib.scale.Capped` — the steps
-the same run takes at ``full`` and how many ``full`` runs it stands for (:func:`~ebmlib.scale.repeat_factor`).
+run and timed, and — in the smoke run, whose iteration counts are :class:`~ebmlib.train.ledger.Capped` — the steps
+the same run takes at ``full`` and how many ``full`` runs it stands for (:func:`~ebmlib.train.ledger.repeat_factor`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +28,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import flop_registry
 
-from ebmlib.scale import repeat_factor
 from ebmlib.utils import check_int
 
 COST_ENV = "EBMLIB_COST"
@@ -109,6 +110,82 @@ def count_operations(fn: Callable[[], Any]) -> OperationCount:
     return counter.count
 
 
+class Capped(int):
+    """A count the smoke run lowered (:func:`~ebmlib.scale.smoke_cap`): an ``int`` that remembers its ``full``
+    value, so that the cost ledger can scale what one smoke step costs to the ``full`` run.
+
+    Arithmetic on it gives a plain ``int`` (the full value is then lost); ``max`` and ``min`` of capped counts
+    return one of them and keep it.
+    """
+
+    full: int
+
+    def __new__(cls, value: int, full: int) -> Capped:
+        check_int(value, "value", minimum=0)
+        check_int(full, "full", minimum=0)
+        count = super().__new__(cls, value)
+        count.full = int(full)
+        return count
+
+    def __getnewargs__(self) -> tuple[int, int]:
+        return int(self), self.full
+
+
+class Repeats(tuple):
+    """The first entries of a setting that lists repetitions of one code path (the smoke run's ``first``), which
+    remembers how many entries ``full`` has: while a loop iterates over it, :func:`repeat_factor` includes
+    ``full / len(self)``, the number of runs at ``full`` that each run of the smoke run stands for."""
+
+    full: int
+
+    def __new__(cls, entries: tuple, full: int) -> Repeats:
+        if not isinstance(entries, tuple):
+            raise ValueError(f"entries must be a tuple, got {type(entries).__name__}")
+        check_int(full, "full", minimum=len(entries))
+        kept = super().__new__(cls, entries)
+        kept.full = int(full)
+        return kept
+
+    def __getnewargs__(self) -> tuple[tuple, int]:
+        return tuple(self), self.full
+
+    def __iter__(self):
+        return _RepeatsIterator(self)
+
+
+class _RepeatsIterator:
+    """An iterator over a :class:`Repeats` that counts in :func:`repeat_factor` from its first entry until it is
+    exhausted or dropped (a ``for`` loop drops it when the loop ends, by exhaustion or ``break``). An iterator
+    made but never advanced (tqdm makes one it does not use) does not count."""
+
+    def __init__(self, repeats: Repeats) -> None:
+        self.repeats = repeats
+        self._entries = tuple.__iter__(repeats)
+
+    def __iter__(self) -> _RepeatsIterator:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            entry = next(self._entries)
+        except StopIteration:
+            _LIVE_REPEATS.discard(self)
+            raise
+        _LIVE_REPEATS.add(self)
+        return entry
+
+
+_LIVE_REPEATS: weakref.WeakSet = weakref.WeakSet()
+
+
+def repeat_factor() -> float:
+    """How many ``full`` runs the code running now stands for: the product of ``full / kept`` over the
+    :class:`Repeats` settings that loops are iterating over now (each counted once; 1 outside such loops and
+    outside the smoke run)."""
+    active = {id(it.repeats): it.repeats for it in list(_LIVE_REPEATS)}
+    return math.prod(r.full / max(len(r), 1) for r in active.values())
+
+
 def ledger_path() -> Path | None:
     """The ledger file named by ``EBMLIB_COST``, or ``None`` when training runs are not recorded."""
     value = os.environ.get(COST_ENV, "").strip()
@@ -121,7 +198,7 @@ class RunRecord:
 
     ``step`` is one step's count; ``steps`` the steps this call ran, ``timed_steps`` and ``seconds`` those of
     them timed (every step but the counted one, without callbacks); ``full_steps`` the steps of the same run at
-    ``full`` (``None`` where the iteration count was not a :class:`~ebmlib.scale.Capped` one) and ``repeats``
+    ``full`` (``None`` where the iteration count was not a :class:`~ebmlib.train.ledger.Capped` one) and ``repeats``
     the number of ``full`` runs this one stands for; ``members`` the networks trained at once (an ensemble);
     ``threads`` torch's CPU threads during the run.
     """
@@ -136,9 +213,27 @@ class RunRecord:
     members: int
     threads: int
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.desc, str):
+            raise ValueError(f"desc must be a string, got {self.desc!r}")
+        if not isinstance(self.step, OperationCount):
+            raise ValueError(f"step must be an OperationCount, got {type(self.step).__name__}")
+        for name in ("steps", "timed_steps", "members", "threads"):
+            check_int(getattr(self, name), name, minimum=0 if name == "timed_steps" else 1)
+        if self.full_steps is not None:
+            check_int(self.full_steps, "full_steps", minimum=1)
+        for name in ("seconds", "repeats"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
 
 def record_run(path: Path, record: RunRecord) -> None:
     """Append ``record`` to the ledger at ``path`` as one JSON line."""
+    if not isinstance(path, (str, Path)):
+        raise ValueError(f"path must be a path, got {type(path).__name__}")
+    if not isinstance(record, RunRecord):
+        raise ValueError(f"record must be a RunRecord, got {type(record).__name__}")
     row = asdict(record)
     with open(path, "a") as ledger:
         ledger.write(json.dumps(row) + "\n")
@@ -146,7 +241,7 @@ def record_run(path: Path, record: RunRecord) -> None:
 
 def run_record(desc: str, step: OperationCount, n_iters: int, steps: int, timed_steps: int, seconds: float,
                members: int) -> RunRecord:
-    """The ledger's record of a run of ``n_iters`` iterations (a :class:`~ebmlib.scale.Capped` count in the
+    """The ledger's record of a run of ``n_iters`` iterations (a :class:`~ebmlib.train.ledger.Capped` count in the
     smoke run), of which this call ran ``steps``."""
     full = getattr(n_iters, "full", None)
     return RunRecord(desc=desc, step=step, steps=steps, timed_steps=timed_steps, seconds=seconds,
@@ -156,6 +251,8 @@ def run_record(desc: str, step: OperationCount, n_iters: int, steps: int, timed_
 
 def read_ledger(path: str | Path) -> list[RunRecord]:
     """The records of a ledger file, in the order the runs ended."""
+    if not isinstance(path, (str, Path)) or not Path(path).is_file():
+        raise ValueError(f"path must name a ledger file, got {path!r}")
     rows = []
     for line in Path(path).read_text().splitlines():
         row = json.loads(line)

@@ -202,6 +202,8 @@ def fit(
     desc
         Label of the progress bar (and of the run in the cost ledger).
 
+    Notes
+    -----
     With the environment variable ``EBMLIB_COST`` naming a file, ``fit`` also counts the FLOPs, operators and
     bytes of one step and appends a record of the run to that file (:mod:`ebmlib.train.ledger`); the counted
     step runs slower under the counter and is left out of the ledger's timed steps.
