@@ -29,7 +29,7 @@ from torch import nn
 from ebmlib.bench.base import Task, check_task
 from ebmlib.bench.methods import Method, check_methods
 from ebmlib.bench.runner import advance, start_run
-from ebmlib.train.ledger import OperationCount, RunRecord, count_operations, read_ledger
+from ebmlib.train.ledger import LARGE_OUTPUT_BYTES, OperationCount, RunRecord, count_operations, read_ledger
 from ebmlib.utils import check_int, check_positive
 
 # A free Colab session ends after at most 12 hours (Colab's FAQ); a chapter's resumable runs continue in the next.
@@ -120,6 +120,9 @@ def calibrate_cpu(threads: int = 1, repeats: int = 20) -> DeviceModel:
     check_int(repeats, "repeats", minimum=1)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    # glibc's mmap threshold grows to the size of the largest mapped block freed (at most 32 MiB): a long
+    # training run has raised it, a fresh process has not, and then even 1 MiB tensors would be fresh pages.
+    torch.empty(LARGE_OUTPUT_BYTES // 4 - 2**18).fill_(0)  # made, written and freed at once
     try:
         a, b = torch.randn(256, 256), torch.randn(256, 256)
         flops = 2 * 256**3 / _best_seconds(lambda: a @ b, repeats)
@@ -135,7 +138,7 @@ def calibrate_cpu(threads: int = 1, repeats: int = 20) -> DeviceModel:
             optimizer.step()
 
         operators = count_operations(step).operators
-        launch = _best_seconds(step, repeats) / operators
+        launch = _best_seconds(lambda: [step() for _ in range(20)], repeats) / (20 * operators)
     finally:
         torch.set_num_threads(before)
     return DeviceModel(f"this CPU, {threads} thread{'s' * (threads > 1)}", flops_per_second=flops,
@@ -268,7 +271,7 @@ def format_cost_table(ledgers: Mapping[str, Sequence[RunRecord]], devices: Mappi
         raise ValueError(f"checks must be None or a mapping of chapter names to ratios, got {type(checks).__name__}")
     if colab is not None and colab not in devices:
         raise ValueError(f"colab must be None or name one of devices {sorted(devices)}, got {colab!r}")
-    head = (["chapter", "runs", "steps", "TFLOP", "operators"]
+    head = (["chapter", "steps (runs)", "TFLOP", "operators"]
             + [devices[n].name.split()[0] for n in devices]
             + ([f"Colab ({devices[colab].name.split()[0]})"] if colab is not None else [])
             + (["CPU check"] if checks is not None else []))
@@ -279,10 +282,11 @@ def format_cost_table(ledgers: Mapping[str, Sequence[RunRecord]], devices: Mappi
         label = (number.lstrip("0") or "0") if number.isdigit() else chapter
         unknown = records and cost["uncarried"] == len(records)  # e.g. runs with budgets in seconds
         n = cost["uncarried"]
-        runs = f"{cost['runs']:.0f}" + (f" ({n} short)" if n and not unknown else "")
-        cells = [label, runs, "—" if unknown else f"{cost['steps']:,.0f}"] + (
+        runs = f"{cost['runs']:.0f} run{'s' * (round(cost['runs']) != 1)}"
+        runs += f", {n} short" if n and not unknown else ""
+        cells = [label, ("—" if unknown else f"{cost['steps']:,.0f}") + f" ({runs})"] + (
             ["—"] * (2 + len(devices)) if unknown else [
-            f"{cost['flops'] / 1e12:,.1f}", f"{cost['operators'] / 1e9:,.2f} G",
+            f"{cost['flops'] / 1e12:,.0f}", f"{cost['operators'] / 1e9:,.2f} G",
             *(_duration(cost["seconds"][name]) for name in devices)])
         if colab is not None:
             sessions = math.ceil(cost["seconds"][colab] / _COLAB_SESSION_SECONDS)
