@@ -151,6 +151,25 @@ def test_latent_mala_with_the_identity_flow_is_mala():
     _check_moments_and_weights(x)
 
 
+def test_mala_records_its_trajectory_without_changing_the_chains():
+    x0, _ = TARGET.sample(64)
+    torch.manual_seed(1)
+    plain = mala(TARGET.energy, x0, n_steps=6, step_size=0.05, target_accept=0.75)
+    torch.manual_seed(1)
+    recorded = mala(TARGET.energy, x0, n_steps=6, step_size=0.05, target_accept=0.75, record_steps=[2, 6])
+    assert plain.samples is None and recorded.samples.shape == (2, 64, 2)
+    assert torch.equal(recorded.x, plain.x) and torch.equal(recorded.samples[-1], plain.x)
+    torch.manual_seed(1)
+    two = mala(TARGET.energy, x0, n_steps=2, step_size=0.05, target_accept=0.75)
+    assert torch.equal(recorded.samples[0], two.x)
+    flow = RealNVP(2, base_std=1.0)
+    _, latent = latent_mala(TARGET.energy, flow, x0, n_steps=3, step_size=0.02, record_steps=[1, 2, 3])
+    assert latent.samples.shape == (3, 64, 2) and torch.equal(latent.samples[-1], latent.x)
+    for bad in ([], [0], [7], [True], [2.0]):
+        with pytest.raises(ValueError, match="record_steps"):
+            mala(TARGET.energy, x0, n_steps=6, step_size=0.05, record_steps=bad)
+
+
 def test_latent_mala_with_a_curved_flow_targets_pi_in_data_space():
     # A non-affine flow makes log|det J_T| vary with z; dropping it or its sign shifts the law of T(z).
     torch.manual_seed(0)

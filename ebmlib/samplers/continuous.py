@@ -186,12 +186,14 @@ def langevin_trajectory(
 # ---------------------------------------------------------------------------------------------------------
 @dataclass
 class MALAResult:
-    """What :func:`~ebmlib.samplers.mala` returns: final states ``(B, d)``, the (adapted) step size, and the fraction of
-    accepted proposals per chain ``(B,)``."""
+    """What :func:`~ebmlib.samplers.mala` returns: final states ``(B, d)``, the (adapted) step size, the fraction of
+    accepted proposals per chain ``(B,)``, and the states after the steps in ``record_steps``
+    ``(len(record_steps), B, d)`` (``None`` when none were asked for)."""
 
     x: Tensor
     step_size: float
     acceptance: Tensor
+    samples: Tensor | None = None
 
 
 def check_adaptation(target_accept: float | None, adapt_factor: float, tolerance: float) -> None:
@@ -265,7 +267,8 @@ def adapt_step_size(step_size: Tensor, accepted: Tensor, target_accept: float, a
 
 
 def mala(energy_fn: EnergyFn, x: Tensor, *, n_steps: int, step_size: float, target_accept: float | None = None,
-         adapt_factor: float = 1.05, tolerance: float = 0.03) -> MALAResult:
+         adapt_factor: float = 1.05, tolerance: float = 0.03,
+         record_steps: Sequence[int] | None = None) -> MALAResult:
     r"""Metropolis-adjusted Langevin algorithm on ``B`` chains targeting :math:`\pi \propto e^{-E}`
     (Grenioux et al., Alg. 4): ``n_steps`` of :func:`~ebmlib.samplers.mala_step`. With a fixed step size it leaves
     :math:`\pi` invariant.
@@ -289,21 +292,32 @@ def mala(energy_fn: EnergyFn, x: Tensor, *, n_steps: int, step_size: float, targ
         Target mean acceptance in ``(0, 1)``, or ``None`` for a fixed step size.
     adapt_factor, tolerance
         Multiplicative change (``> 1``) and dead band of the adaptation.
+    record_steps
+        1-based step numbers whose states are kept in ``samples`` (a trajectory for plots or
+        :func:`~ebmlib.metrics.split_rhat`); recording does not change the chains.
     """
     check_tensor(x, "x", ndim=2, floating=True)
     check_int(n_steps, "n_steps", minimum=1)
     check_adaptation(target_accept, adapt_factor, tolerance)
+    record = set() if record_steps is None else set(record_steps)
+    if record_steps is not None and (not record or any(
+            isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= n_steps for t in record)):
+        raise ValueError(f"record_steps must be integers in [1, n_steps={n_steps}], got {record_steps!r}")
+    samples = []
     step = torch.tensor(check_positive(step_size, "step_size"), dtype=x.dtype, device=x.device)
     n_accepted = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     with torch.no_grad():
         x = x.detach()
         energy, grad = energy_and_grad(energy_fn, x)
         finite = all_finite(energy, grad)
-        for _ in range(n_steps):
+        for t in range(1, n_steps + 1):
             x, energy, grad, accepted = mala_step(energy_fn, x, energy, grad, step)
             finite &= all_finite(energy, grad)
             n_accepted += accepted
             if target_accept is not None:
                 step = adapt_step_size(step, accepted, target_accept, adapt_factor, tolerance)
+            if t in record:
+                samples.append(x)
     raise_unless_finite(finite)
-    return MALAResult(x=x, step_size=float(step), acceptance=n_accepted / n_steps)
+    return MALAResult(x=x, step_size=float(step), acceptance=n_accepted / n_steps,
+                      samples=torch.stack(samples) if samples else None)

@@ -215,16 +215,18 @@ def latent_energy(energy_fn: EnergyFn, flow: TransportMap) -> EnergyFn:
 
 
 def latent_mala(energy_fn: EnergyFn, flow: TransportMap, z: Tensor, *, n_steps: int, step_size: float,
-                target_accept: float | None = 0.75) -> tuple[Tensor, MALAResult]:
+                target_accept: float | None = 0.75,
+                record_steps: Sequence[int] | None = None) -> tuple[Tensor, MALAResult]:
     """NT-EBM's sampler: :func:`~ebmlib.samplers.mala` on :func:`~ebmlib.samplers.latent_energy` from latent states
     ``z`` ``(B, d)``.
 
-    Returns the states mapped back, ``T(z_final)`` ``(B, d)``, and the latent :class:`~ebmlib.samplers.MALAResult`.
+    Returns the states mapped back, ``T(z_final)`` ``(B, d)``, and the latent :class:`~ebmlib.samplers.MALAResult`
+    (with ``record_steps``, its ``samples`` are the latent states after those steps).
     """
     check_tensor(z, "z", ndim=2, floating=True)
     check_flow(flow, z, TransportMap, "z")
     result = mala(latent_energy(energy_fn, flow), z, n_steps=n_steps, step_size=step_size,
-                  target_accept=target_accept)
+                  target_accept=target_accept, record_steps=record_steps)
     with torch.no_grad():
         x = flow(result.x)[0]
     return x, result
