@@ -145,17 +145,11 @@ def main(argv: list[str]) -> int:
 def cost_table() -> str:
     """The predicted training time of every chapter at ``full`` from this run's cost ledgers, with the model's
     check on this CPU: its prediction of the smoke run's own timed training steps over their measured time."""
-    from ebmlib.bench.cost import GPUS, calibrate_cpu, check_against_measured, format_cost_table, read_ledgers
+    from ebmlib.bench.cost import GPUS, check_on_this_cpu, format_cost_table, read_ledgers
 
     ledgers = read_ledgers(COST)
-    cpus = {threads: calibrate_cpu(threads) for threads in {r.threads for rs in ledgers.values() for r in rs}}
-    checks = {}
-    for chapter, records in ledgers.items():
-        predicted = measured = 0.0
-        for threads, cpu in cpus.items():
-            p, m = check_against_measured([r for r in records if r.threads == threads], cpu)
-            predicted, measured = predicted + p, measured + m
-        checks[chapter] = predicted / measured if measured > 0 else None
+    checks = {chapter: predicted / measured if measured > 0 else None
+              for chapter, (predicted, measured) in check_on_this_cpu(ledgers).items()}
     return format_cost_table(ledgers, GPUS, checks=checks)
 
 

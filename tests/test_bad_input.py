@@ -948,6 +948,9 @@ SPECS.update({
                                        {"records": "seqstr object", "devices": "object"}),
     "ebmlib.bench.check_against_measured": Spec(bench.check_against_measured, lambda dt: dict(
         records=[_run_record()], device=bench.GPUS["t4"]), {"records": "seqstr object", "device": "object"}),
+    "ebmlib.bench.check_on_this_cpu": Spec(bench.check_on_this_cpu, lambda dt: dict(
+        ledgers={"01_x": [_run_record()]}, calibrate=lambda threads: bench.GPUS["t4"]),
+        {"ledgers": "object", "calibrate": "object"}),
     "ebmlib.bench.format_cost_table": Spec(bench.format_cost_table, lambda dt: dict(
         ledgers={"01_x": [_run_record()]}, devices=dict(bench.GPUS), colab="t4", checks=None),
         {"ledgers": "object", "devices": "object", "colab": "choice", "checks": "object"}),

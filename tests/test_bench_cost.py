@@ -18,6 +18,7 @@ from ebmlib.bench.cost import (
     OperationCount,
     calibrate_cpu,
     chapter_costs,
+    check_on_this_cpu,
     count_methods,
     count_operations,
     format_cost_table,
@@ -159,6 +160,24 @@ def test_the_cost_command_prints_a_row_per_chapter(tmp_path, capsys):
     assert main(["cost", "--ledgers", str(tmp_path), "--check", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| 1 | 200,000 (2 runs) | 200 |" in out and "| 01_ratio_matching | 1 |" in out
+
+
+def test_the_cpu_check_calibrates_once_per_thread_count_and_predicts_each_run_with_its_own():
+    def record(threads, seconds):
+        return RunRecord(desc="d", step=OperationCount(10**9, 0, 0), steps=3, timed_steps=2, seconds=seconds,
+                         full_steps=None, repeats=1.0, members=1, threads=threads)
+
+    calls = []
+
+    def calibrate(threads):
+        calls.append(threads)
+        return DeviceModel("cpu", 1e9 * threads, 1e-6, bytes_per_second=1e9, overlap=False)
+
+    checks = check_on_this_cpu({"a": [record(1, 4.0), record(2, 1.0)], "b": [record(2, 2.0)]}, calibrate)
+    assert calls == [1, 2]
+    assert checks["a"] == pytest.approx((2.0 + 1.0, 5.0)) and checks["b"] == pytest.approx((1.0, 2.0))
+    with pytest.raises(ValueError, match="calibrate"):
+        check_on_this_cpu({}, calibrate=None)
 
 
 def test_bad_cost_inputs_are_named(tmp_path):

@@ -13,7 +13,7 @@ import matplotlib
 import torch
 
 from ebmlib.bench.cluster import BACKENDS
-from ebmlib.bench.cost import GPUS, DeviceModel, calibrate_cpu, check_against_measured, format_cost_table, read_ledgers
+from ebmlib.bench.cost import GPUS, calibrate_cpu, check_on_this_cpu, format_cost_table, read_ledgers
 from ebmlib.bench.ensemble import DEFAULT_KS, ENSEMBLE_CASES, bench_ensemble, format_ensemble_table
 from ebmlib.bench.methods import METHODS, methods_for
 from ebmlib.bench.rmwggis import DEFAULT_DIMS, bench_rmwggis, format_table
@@ -133,25 +133,18 @@ def _ensemble(args: argparse.Namespace) -> int:
 
 def _cost(args: argparse.Namespace) -> int:
     ledgers = read_ledgers(args.ledgers)
-    cpus: dict[int, DeviceModel] = {}  # this CPU, calibrated once per thread count
-
-    def cpu(threads: int) -> DeviceModel:
-        if threads not in cpus:
-            cpus[threads] = calibrate_cpu(threads)
-        return cpus[threads]
-
-    devices = {name: GPUS[name] if name != "cpu" else cpu(1) for name in args.device}
+    devices = {name: GPUS[name] if name != "cpu" else calibrate_cpu(1) for name in args.device}
     print("Training at `full`, predicted from one counted step of every run at its full shapes (smoke run):\n")
     print(format_cost_table(ledgers, devices, colab="t4" if "t4" in devices else None))
     for name, device in devices.items():
         print(f"\n{name}: {device.flops_per_second / 1e9:,.0f} GFLOP/s, {device.bytes_per_second / 1e9:,.1f} GB/s, "
               f"{device.launch_seconds * 1e6:.1f} µs per operator; {device.source}")
     for folder in args.check:
+        checked = read_ledgers(folder)
         print(f"\nCheck on this CPU, {folder}: predicted / measured seconds of the timed training steps\n")
         print("| chapter | threads | predicted s | measured s | ratio |\n|---|---|---|---|---|")
-        for chapter, records in read_ledgers(folder).items():
-            threads = max((r.threads for r in records), default=1)
-            predicted, measured = check_against_measured(records, cpu(threads))
+        for chapter, (predicted, measured) in check_on_this_cpu(checked).items():
+            threads = ", ".join(str(t) for t in sorted({r.threads for r in checked[chapter]}))
             ratio = f"{predicted / measured:.2f}" if measured > 0 else "—"
             print(f"| {chapter} | {threads} | {predicted:.1f} | {measured:.1f} | {ratio} |")
     return 0

@@ -247,6 +247,25 @@ def check_against_measured(records: Sequence[RunRecord], device: DeviceModel) ->
     return (sum(predict_seconds(r.step, device) * r.timed_steps for r in timed), sum(r.seconds for r in timed))
 
 
+def check_on_this_cpu(ledgers: Mapping[str, Sequence[RunRecord]],
+                      calibrate: Callable[[int], DeviceModel] = calibrate_cpu) -> dict[str, tuple[float, float]]:
+    """(predicted, measured) seconds of every chapter's timed training steps on this CPU
+    (:func:`check_against_measured`), each run predicted with the CPU calibrated at the thread count it ran with;
+    ``calibrate(threads)`` is called once per thread count found in ``ledgers``."""
+    if not isinstance(ledgers, Mapping):
+        raise ValueError(f"ledgers must be a mapping of chapter names to records, got {type(ledgers).__name__}")
+    if not callable(calibrate):
+        raise ValueError(f"calibrate must be callable with a thread count, got {type(calibrate).__name__}")
+    for chapter, records in ledgers.items():
+        _check_records(records, f"ledgers[{chapter!r}]")
+    cpus = {threads: calibrate(threads) for threads in sorted({r.threads for rs in ledgers.values() for r in rs})}
+    checks = {}
+    for chapter, records in ledgers.items():
+        pairs = [check_against_measured([r for r in records if r.threads == t], cpu) for t, cpu in cpus.items()]
+        checks[chapter] = (sum(p for p, _ in pairs), sum(m for _, m in pairs))
+    return checks
+
+
 def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
