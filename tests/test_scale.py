@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,7 @@ def test_smoke_cap_keeps_the_first_repetitions_only_in_the_smoke_run(monkeypatch
 
 def test_smoke_data_feeds_the_real_loaders_files_of_the_published_shapes(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("EBMLIB_DATA", str(tmp_path))  # restored after the test, as are the registry entries
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the fixture folder (57 MB) goes with tmp_path
     for dataset in ("mnist", "adult", "citeseer"):
         monkeypatch.setitem(REMOTE_FILES, dataset, REMOTE_FILES[dataset])
     monkeypatch.delenv("EBMLIB_SMOKE", raising=False)
