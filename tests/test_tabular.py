@@ -18,7 +18,7 @@ from ebmlib.data import (
     table_from_frame,
 )
 from ebmlib.losses import tabular_losses
-from ebmlib.metrics import tstr_auc
+from ebmlib.metrics import sdmetrics_quality, tstr_auc
 from ebmlib.nets import MixedEnergy
 from ebmlib.samplers import gibbs_categorical, langevin_gibbs
 from ebmlib.train import compare_tstr
@@ -224,3 +224,42 @@ def test_compare_tstr_on_an_adult_fixture(tmp_path):
     assert real > 0.85 and long["TabED-Str"]["auc"] > 0.7, (real, long["TabED-Str"]["auc"])
     with pytest.raises(ValueError, match="n_draws"):
         compare_tstr(losses, train, test, **args, hidden=8, n_iters=1, lr=1e-3, sample_rounds=1, n_draws=0)
+
+
+def test_sdmetrics_quality_matches_the_formulas_it_implements():
+    from scipy.stats import ks_2samp
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(300, 2, generator=g)
+    real[:, 1] += 0.8 * real[:, 0]
+    synthetic = torch.randn(250, 2, generator=g) * torch.tensor([1.0, 1.5]) + 0.2
+    scores = sdmetrics_quality(real, synthetic, n_numeric=2, n_classes=[])
+    shapes = np.mean([1 - ks_2samp(real[:, i].numpy(), synthetic[:, i].numpy()).statistic for i in range(2)])
+    rho = [np.corrcoef(t[:, 0].numpy(), t[:, 1].numpy())[0, 1] for t in (real, synthetic)]
+    assert scores["column shapes"] == pytest.approx(shapes, abs=1e-6)
+    assert scores["column pair trends"] == pytest.approx(1 - abs(rho[0] - rho[1]) / 2, abs=1e-6)
+
+    codes_real = torch.randint(0, 3, (400, 2), generator=g).double()
+    codes_synthetic = torch.randint(0, 3, (300, 2), generator=g).double()
+    codes_synthetic[:, 1] = (codes_synthetic[:, 0] + (codes_synthetic[:, 1] > 1)) % 3  # a different joint law
+
+    def frequencies(*columns):
+        return pd.Series(list(zip(*columns))).value_counts(normalize=True)
+
+    def tv_complement(a, b):
+        return 1 - 0.5 * a.sub(b, fill_value=0).abs().sum()
+
+    scores = sdmetrics_quality(codes_real, codes_synthetic, n_numeric=0, n_classes=[3, 3])
+    shapes = np.mean([tv_complement(frequencies(codes_real[:, c].tolist()), frequencies(codes_synthetic[:, c].tolist()))
+                      for c in range(2)])
+    pairs = tv_complement(frequencies(*codes_real.T.tolist()), frequencies(*codes_synthetic.T.tolist()))
+    assert scores["column shapes"] == pytest.approx(shapes, abs=1e-6)
+    assert scores["column pair trends"] == pytest.approx(pairs, abs=1e-6)
+
+    mixed = torch.cat([real[:, :1], codes_real[:300, :1]], dim=1)
+    assert sdmetrics_quality(mixed, mixed, n_numeric=1, n_classes=[3]) == pytest.approx(
+        {"column shapes": 1.0, "column pair trends": 1.0})
+    with pytest.raises(ValueError, match="synthetic_rows"):
+        sdmetrics_quality(mixed, real, n_numeric=1, n_classes=[3])
+    with pytest.raises(ValueError, match="two columns"):
+        sdmetrics_quality(real[:, :1], real[:, :1], n_numeric=1, n_classes=[])

@@ -5,7 +5,7 @@
 * :mod:`~ebmlib.metrics.mcmc` — split-R̂ and mode switches of chains;
 * :mod:`~ebmlib.metrics.likelihood` — ``log Z`` by enumeration, importance sampling or AIS; pseudo-log-likelihood;
 * :mod:`~ebmlib.metrics.prediction` — the predictors of joint EBMs and their accuracy;
-* :mod:`~ebmlib.metrics.tabular` — train-synthetic-test-real AUC;
+* :mod:`~ebmlib.metrics.tabular` — train-synthetic-test-real AUC and SDMetrics' quality scores;
 * :mod:`~ebmlib.metrics.images` — Inception FID;
 * :mod:`~ebmlib.metrics.calibration` — expected calibration error;
 * :mod:`~ebmlib.metrics.densities` — a model on the plane by quadrature: decoded log-densities, mode weights.
@@ -66,6 +66,7 @@ from ebmlib.metrics.samples import (
     total_variation,
 )
 from ebmlib.metrics.tabular import (
+    sdmetrics_quality,
     tstr_auc,
 )
 
@@ -103,6 +104,7 @@ __all__ = [
     "predict_energy",
     "predict_sample",
     "attribute_accuracy",
+    "sdmetrics_quality",
     "tstr_auc",
     "inception_fid",
     "expected_calibration_error",
