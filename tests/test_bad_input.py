@@ -601,6 +601,10 @@ SPECS.update({
                                      "test_rows": "nan inf cols codebig list",
                                      "target": "negative huge frac bool", "n_numeric": NONNEG, "n_classes": SEQ,
                                      "model": "choice", "seed": "negative frac str"}),
+    "ebmlib.metrics.sdmetrics_quality": Spec(M.sdmetrics_quality, lambda dt: dict(
+        real_rows=_rows(dt), synthetic_rows=_rows(dt), n_numeric=1, n_classes=(2, 3)),
+        {"real_rows": "nan inf cols codebig list", "synthetic_rows": "nan inf cols codebig list",
+         "n_numeric": NONNEG, "n_classes": "seq1 seqstr"}),
     "ebmlib.metrics.inception_fid": Spec(M.inception_fid, lambda dt: dict(real=torch.rand(2, 1, 8, 8, dtype=dt),
                                                                           fake=torch.rand(2, 1, 8, 8, dtype=dt),
                                                                           batch_size=2),

@@ -28,8 +28,9 @@ METRICS_WITHOUT_A_VALID_CALL = {"ebmlib.metrics.inception_fid"}
 # Statistics of networkx graphs: no tensor input whose device could be followed; computed on the host.
 GRAPH_METRICS = {"ebmlib.metrics.graph_mmd", "ebmlib.metrics.degree_histogram", "ebmlib.metrics.clustering_histogram",
                  "ebmlib.metrics.orbit_counts", "ebmlib.metrics.orbit_statistic"}
-# Outputs that are not tensors: a float computed by scikit-learn, an object, a scorecard of floats.
-NO_TENSOR_OUTPUT = {"ebmlib.metrics.tstr_auc", "ebmlib.metrics.CodeKernelDensity", "ebmlib.metrics.score_graph_samples"}
+# Outputs that are not tensors: floats computed by scikit-learn or SDMetrics, an object, a scorecard of floats.
+NO_TENSOR_OUTPUT = {"ebmlib.metrics.tstr_auc", "ebmlib.metrics.sdmetrics_quality", "ebmlib.metrics.CodeKernelDensity",
+                    "ebmlib.metrics.score_graph_samples"}
 ENTRIES = {**{f"battery:{name}": entry.spec for name, entry in REGISTRY.items()},
            **{name: spec for name, spec in METRICS.items()
               if name not in METRICS_WITHOUT_A_VALID_CALL | GRAPH_METRICS}}
