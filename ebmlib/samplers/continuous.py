@@ -196,15 +196,6 @@ class MALAResult:
     samples: Tensor | None = None
 
 
-def _check_record_steps(record_steps: Sequence[int], n_steps: int) -> set[int]:
-    """The 1-based step numbers ``record_steps`` of a chain of ``n_steps`` as a non-empty set; raise
-    ``ValueError`` naming ``record_steps`` otherwise."""
-    record = set(record_steps)
-    if not record or any(isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= n_steps for t in record):
-        raise ValueError(f"record_steps must be integers in [1, n_steps={n_steps}], got {record_steps!r}")
-    return record
-
-
 def check_adaptation(target_accept: float | None, adapt_factor: float, tolerance: float) -> None:
     """Validate the step-size adaptation settings of :func:`~ebmlib.samplers.adapt_step_size`; raise ``ValueError``."""
     if target_accept is not None:
@@ -308,7 +299,10 @@ def mala(energy_fn: EnergyFn, x: Tensor, *, n_steps: int, step_size: float, targ
     check_tensor(x, "x", ndim=2, floating=True)
     check_int(n_steps, "n_steps", minimum=1)
     check_adaptation(target_accept, adapt_factor, tolerance)
-    record = set() if record_steps is None else _check_record_steps(record_steps, n_steps)
+    record = set() if record_steps is None else set(record_steps)
+    if record_steps is not None and (not record or any(
+            isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= n_steps for t in record)):
+        raise ValueError(f"record_steps must be integers in [1, n_steps={n_steps}], got {record_steps!r}")
     samples = []
     step = torch.tensor(check_positive(step_size, "step_size"), dtype=x.dtype, device=x.device)
     n_accepted = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)

@@ -15,14 +15,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from ebmlib.samplers.continuous import (
-    MALAResult,
-    adapt_step_size,
-    check_adaptation,
-    _check_record_steps,
-    mala,
-    mala_step,
-)
+from ebmlib.samplers.continuous import MALAResult, adapt_step_size, check_adaptation, mala, mala_step
 from ebmlib.samplers.core import all_finite, raise_unless_finite, sample_categorical
 from ebmlib.utils import EnergyFn, check_energy_output, check_int, check_positive, check_tensor, energy_and_grad
 
@@ -173,7 +166,9 @@ def flowmc(energy_fn: EnergyFn, x: Tensor, flow: FlowProposal, *, n_steps: int, 
     check_int(n_local, "n_local", minimum=0)
     check_int(n_particles, "n_particles", minimum=2)
     check_adaptation(target_accept, adapt_factor, tolerance)
-    record = {n_steps} if record_steps is None else _check_record_steps(record_steps, n_steps)
+    record = {n_steps} if record_steps is None else set(record_steps)
+    if not record or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= n_steps for s in record):
+        raise ValueError(f"record_steps must be integers in [1, n_steps={n_steps}], got {record_steps!r}")
     step = torch.tensor(check_positive(step_size, "step_size"), dtype=x.dtype, device=x.device)
     finite = torch.ones((), dtype=torch.bool, device=x.device)
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
