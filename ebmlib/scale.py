@@ -34,7 +34,7 @@ import numpy as np
 
 from ebmlib.data import ADULT_COLUMNS, MNIST_FILES, REMOTE_FILES, RemoteFile, citation_like_graph, data_home
 from ebmlib.report import SCALES
-from ebmlib.train.ledger import Capped, Repeats
+from ebmlib.ledger import Capped, Repeats
 from ebmlib.utils import check_int
 
 _SMOKE_ENV = "EBMLIB_SMOKE"
@@ -107,7 +107,7 @@ def study_budgets(n_iters: int, factors: Sequence[float]) -> list[int]:
     """The iterations of a budget study of an experiment of ``n_iters`` iterations: ``round(f · n_iters)`` for
     each of ``factors``, at least 1, sorted, repeats dropped.
 
-    In the smoke run ``n_iters`` is a :class:`~ebmlib.train.ledger.Capped` count, and each budget is one too, of
+    In the smoke run ``n_iters`` is a :class:`~ebmlib.ledger.Capped` count, and each budget is one too, of
     ``round(f · full)`` iterations at ``full`` — so the cost ledger counts a study's runs at their full length.
 
     Examples

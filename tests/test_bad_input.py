@@ -44,10 +44,9 @@ import ebmlib.nets as NN
 import ebmlib.samplers as S
 import ebmlib.train as T
 import ebmlib.utils as U
-from ebmlib import bench, plotting, report, scale
-from ebmlib.train import ledger
+from ebmlib import bench, ledger, plotting, report, scale
 
-MODULES = ("utils", "data", "nets", "flows", "samplers", "losses", "metrics", "train", "train.ledger", "report",
+MODULES = ("utils", "data", "nets", "flows", "samplers", "losses", "metrics", "train", "ledger", "report",
            "plotting", "bench", "scale")
 COUNT = "zero negative frac bool"
 NONNEG = "negative frac bool"
@@ -129,7 +128,7 @@ def _axes():
 
 
 def _run_record():
-    from ebmlib.train.ledger import RunRecord
+    from ebmlib.ledger import RunRecord
 
     return RunRecord(desc="d", step=ledger.OperationCount(10, 2, 8), steps=3, timed_steps=2, seconds=0.1,
                      full_steps=100, repeats=1.0, members=1, threads=1)
@@ -626,27 +625,33 @@ SPECS.update({
                                     {"datasets": "choice none"}),
     "ebmlib.scale.study_budgets": Spec(scale.study_budgets, lambda dt: dict(n_iters=300, factors=(0.5, 1.0)),
                                        {"n_iters": "zero negative frac str", "factors": "empty seqstr"}),
-    "ebmlib.train.ledger.RunRecord": Spec(lambda desc, step, steps, timed_steps, seconds, full_steps, repeats, members,
-                                          threads: ledger.RunRecord(desc, step, steps, timed_steps, seconds,
-                                                                    full_steps, repeats, members, threads),
-                                          lambda dt: dict(desc="d", step=ledger.OperationCount(1, 1), steps=3,
-                                                          timed_steps=2, seconds=0.1, full_steps=10, repeats=1.0,
-                                                          members=1, threads=1),
-                                          {"desc": "none", "step": "object", "steps": COUNT, "timed_steps": NONNEG,
-                                           "seconds": "negative nan inf str", "full_steps": COUNT,
-                                           "repeats": "negative nan inf str", "members": COUNT, "threads": COUNT}),
-    "ebmlib.train.ledger.run_record": Spec(ledger.run_record, lambda dt: dict(
-        desc="d", step=ledger.OperationCount(1, 1), n_iters=3, steps=3, timed_steps=2, seconds=0.1, members=1),
+    "ebmlib.ledger.RunRecord": Spec(lambda desc, step, steps, timed_steps, seconds, full_steps, repeats, members,
+                                    threads, kind: ledger.RunRecord(desc, step, steps, timed_steps, seconds,
+                                                                    full_steps, repeats, members, threads, kind),
+                                    lambda dt: dict(desc="d", step=ledger.OperationCount(1, 1), steps=3,
+                                                    timed_steps=2, seconds=0.1, full_steps=10, repeats=1.0,
+                                                    members=1, threads=1, kind="evaluation"),
+                                    {"desc": "none", "step": "object", "steps": COUNT, "timed_steps": NONNEG,
+                                     "seconds": "negative nan inf str", "full_steps": COUNT,
+                                     "repeats": "negative nan inf str", "members": COUNT, "threads": COUNT,
+                                     "kind": "choice none"}),
+    "ebmlib.ledger.recorded_steps": Spec(lambda n_steps, desc: list(ledger.recorded_steps(n_steps, desc)),
+                                         lambda dt: dict(n_steps=3, desc="chains"),
+                                         {"n_steps": NONNEG, "desc": "none"}),
+    "ebmlib.ledger.repetitions": Spec(ledger.repetitions, lambda dt: dict(n=2), {"n": NONNEG}),
+    "ebmlib.ledger.run_record": Spec(ledger.run_record, lambda dt: dict(
+        desc="d", step=ledger.OperationCount(1, 1), n_iters=3, steps=3, timed_steps=2, seconds=0.1, members=1,
+        kind="training"),
         {"desc": "none", "step": "object", "steps": COUNT, "timed_steps": NONNEG,
-         "seconds": "negative nan inf str", "members": COUNT}),
-    "ebmlib.train.ledger.record_run": Spec(ledger.record_run, lambda dt: dict(path=_tmp("ledger.jsonl"),
+         "seconds": "negative nan inf str", "members": COUNT, "kind": "choice none"}),
+    "ebmlib.ledger.record_run": Spec(ledger.record_run, lambda dt: dict(path=_tmp("ledger.jsonl"),
                                                                              record=_run_record()),
                                            {"path": "none", "record": "object"}),
-    "ebmlib.train.ledger.read_ledger": Spec(ledger.read_ledger, lambda dt: dict(path=_ledger_file()),
+    "ebmlib.ledger.read_ledger": Spec(ledger.read_ledger, lambda dt: dict(path=_ledger_file()),
                                             {"path": "none"}),
-    "ebmlib.train.ledger.Capped": Spec(ledger.Capped, lambda dt: dict(value=3, full=10),
+    "ebmlib.ledger.Capped": Spec(ledger.Capped, lambda dt: dict(value=3, full=10),
                                 {"value": "negative frac str", "full": "negative frac str"}),
-    "ebmlib.train.ledger.Repeats": Spec(ledger.Repeats, lambda dt: dict(entries=(0,), full=3),
+    "ebmlib.ledger.Repeats": Spec(ledger.Repeats, lambda dt: dict(entries=(0,), full=3),
                                  {"entries": "object", "full": "negative frac str"}),
     "ebmlib.scale.run_dir": Spec(scale.run_dir, lambda dt: dict(chapter="ch2", experiment="mnist", scale="ci"),
                                  {"chapter": "none empty", "experiment": "none empty", "scale": "choice none"}),
@@ -686,11 +691,11 @@ SPECS.update({
         losses={"ED": L.EnergyDiscrepancy(L.MixedPerturbation(1, 0.1, L.UniformPerturbation((2, 3))), n_negatives=2)},
         train_rows=_rows(torch.float32), test_rows=_rows(torch.float32), target=1, n_numeric=1, n_classes=(2, 3),
         hidden=4, n_iters=1, lr=1e-3, sample_rounds=1, n_draws=1, batch_size=8, step_size=0.01, model="sklearn",
-        progress=False),
+        progress=False, seed=0),
         {"losses": "empty object", "train_rows": "nan inf cols codebig list", "test_rows": "nan inf cols list",
          "target": "negative huge frac", "n_numeric": NONNEG, "n_classes": SEQ, "hidden": COUNT, "n_iters": COUNT,
          "lr": STEP, "sample_rounds": COUNT, "n_draws": COUNT, "batch_size": COUNT + " huge", "step_size": STEP,
-         "model": "choice"}),
+         "model": "choice", "seed": "negative frac str"}),
     # --- report, plotting, bench ---
     "ebmlib.report.budget_trend": Spec(report.budget_trend, lambda dt: dict(budgets=[1, 2, 4], gaps=[[0.1, 0.2, 0.3],
                                                                                                 [0.2, 0.1, 0.0]],
@@ -930,9 +935,9 @@ SPECS.update({
                                          {"task": "object", "methods": "empty seqstr", "repeats": COUNT}),
     "ebmlib.bench.count_methods": Spec(bench.count_methods, lambda dt: dict(task=_task(), methods=["RM"], warmup=0),
                                        {"task": "object", "methods": "empty seqstr", "warmup": NONNEG}),
-    "ebmlib.train.ledger.count_operations": Spec(ledger.count_operations, lambda dt: dict(fn=lambda: None),
+    "ebmlib.ledger.count_operations": Spec(ledger.count_operations, lambda dt: dict(fn=lambda: None),
                                           {"fn": "notcallable"}),
-    "ebmlib.train.ledger.OperationCount": Spec(ledger.OperationCount, lambda dt: dict(flops=10, operators=2, bytes=8,
+    "ebmlib.ledger.OperationCount": Spec(ledger.OperationCount, lambda dt: dict(flops=10, operators=2, bytes=8,
                                                                               large_bytes=0),
                                         {"flops": NONNEG, "operators": NONNEG, "bytes": NONNEG,
                                          "large_bytes": NONNEG + " huge"}),

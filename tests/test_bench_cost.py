@@ -27,7 +27,16 @@ from ebmlib.bench.cost import (
 )
 from ebmlib.scale import smoke_cap, study_budgets
 from ebmlib.train import fit, tensor_batches
-from ebmlib.train.ledger import LARGE_OUTPUT_BYTES, RunRecord, read_ledger, repeat_factor
+from ebmlib.ledger import (
+    LARGE_OUTPUT_BYTES,
+    RunRecord,
+    read_ledger,
+    recorded_loop,
+    recorded_steps,
+    repeat_factor,
+    repetitions,
+)
+from ebmlib.samplers import langevin
 
 
 def test_matrix_product_flops_are_2mnk():
@@ -196,3 +205,39 @@ def test_study_budgets_carry_their_full_lengths_in_the_smoke_run(monkeypatch):
     n_iters = smoke_cap({"n_iters": 23_400}, {"n_iters": 5})["n_iters"]
     budgets = study_budgets(n_iters, (0.25, 0.5, 1, 2))
     assert budgets == [1, 2, 5, 10] and [b.full for b in budgets] == [5850, 11_700, 23_400, 46_800]
+
+
+def test_a_sampling_loop_records_its_steps_at_full_and_inside_training_only_the_step_counts(monkeypatch, tmp_path):
+    ledger = tmp_path / "ledger.jsonl"
+    monkeypatch.setenv("EBMLIB_COST", str(ledger))
+    monkeypatch.setenv("EBMLIB_SMOKE", "1")
+    settings = smoke_cap({"n_steps": 500, "n_iters": 100, "draws": 10}, {"n_steps": 3, "n_iters": 4, "draws": 2})
+    energy = nn.Linear(3, 1)
+    x = torch.randn(16, 3)
+
+    def chains(n_steps):
+        return langevin(lambda z: energy(z).squeeze(-1), x, n_steps=n_steps, step_size=0.01)
+
+    for _ in repetitions(settings["draws"]):
+        chains(settings["n_steps"])
+    fit(energy, lambda m, z: m(chains(2)).mean(), tensor_batches(x, 8), n_iters=settings["n_iters"], progress=False,
+        desc="short-run training", callback=lambda it, m: chains(settings["n_steps"]) if it == 4 else None)
+    records = read_ledger(ledger)
+    assert [(r.kind, r.desc) for r in records] == [("evaluation", "langevin")] * 3 + [("training", "short-run training")]
+    first = records[0]
+    assert (first.steps, first.timed_steps, first.full_steps, first.repeats) == (3, 2, 500, 5.0)
+    assert records[2].repeats == 1  # the callback's chains, outside the loop over the draws
+    # one Langevin step: the energy's forward and its input gradient, two products of 16 x 3 by 3 x 1
+    assert first.step.flops == 2 * (2 * 16 * 3)
+    assert records[3].step.flops > first.step.flops  # the training step counts its chains (2 steps) inside it
+    cost = chapter_costs(records, {"gpu": GPUS["h100"]})
+    assert cost["runs"] == 1 and cost["steps"] == 100
+    assert cost["flops"] == first.step.flops * 500 * (5 + 5 + 1) + records[3].step.flops * 100
+    assert 0 < cost["evaluation_seconds"]["gpu"] < cost["seconds"]["gpu"]
+
+
+def test_without_the_ledger_loops_and_repetitions_are_plain_ranges(monkeypatch):
+    monkeypatch.delenv("EBMLIB_COST", raising=False)
+    assert list(recorded_steps(3, "chains")) == [0, 1, 2] and list(repetitions(2)) == [0, 1]
+    with recorded_loop():
+        assert list(recorded_steps(2, "chains")) == [0, 1]

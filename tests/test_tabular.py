@@ -226,6 +226,26 @@ def test_compare_tstr_on_an_adult_fixture(tmp_path):
         compare_tstr(losses, train, test, **args, hidden=8, n_iters=1, lr=1e-3, sample_rounds=1, n_draws=0)
 
 
+def test_with_a_seed_a_loss_gives_the_same_run_alone_as_after_others(tmp_path):
+    raw = ("\n".join(adult_fixture_lines(200)) + "\n").encode()
+    (tmp_path / "adult.data").write_bytes(raw)
+    table = load_adult(tmp_path, expected_sha256=hashlib.sha256(raw).hexdigest())
+    train, test = split_rows(table.rows(), 0.3, seed=0)
+    args = dict(target=table.column("income"), n_numeric=table.n_numeric, n_classes=table.n_classes, hidden=8,
+                n_iters=3, lr=1e-3, sample_rounds=2, n_draws=1, batch_size=32, progress=False, model="sklearn")
+
+
+    def losses(*names):  # fresh ones per call, made alike: TabCD's replay buffer is state
+        torch.manual_seed(0)
+        made = tabular_losses(table.n_numeric, table.n_classes, [False] * len(table.n_classes), cd_rounds=1)
+        return {name: made[name] for name in names}
+
+    both = compare_tstr(losses("TabED-Uni", "TabCD"), train, test, **args, seed=3)
+    alone = compare_tstr(losses("TabCD"), train, test, **args, seed=3)
+    assert torch.equal(both["TabCD"]["synthetic"], alone["TabCD"]["synthetic"])
+    assert both["TabCD"]["aucs"] == alone["TabCD"]["aucs"]
+
+
 def test_sdmetrics_quality_matches_the_formulas_it_implements():
     from scipy.stats import ks_2samp
 

@@ -54,7 +54,7 @@ from ebmlib.bench.cost import (
     read_ledgers,
 )
 from ebmlib.bench.cost import (
-    OperationCount as OperationCount,  # defined in ebmlib.train.ledger, kept importable from here
+    OperationCount as OperationCount,  # defined in ebmlib.ledger, kept importable from here
 )
 from ebmlib.bench.cost import (
     count_operations as count_operations,

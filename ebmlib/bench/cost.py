@@ -3,12 +3,12 @@
 A step of the small networks in this book is bound by arithmetic (its FLOPs over the throughput the device
 reaches), by memory traffic (the bytes its operators write over the bandwidth) or, on a GPU, by launches: every
 ATen operator the step dispatches starts at least one kernel, and PyTorch spends several microseconds of host
-time on each however little it computes. :func:`~ebmlib.train.ledger.count_operations` counts all three;
+time on each however little it computes. :func:`~ebmlib.ledger.count_operations` counts all three;
 :func:`~ebmlib.bench.predict_seconds` turns counts into time on a :class:`~ebmlib.bench.DeviceModel`: on a GPU
 the larger of the three times (the host queues kernels while earlier ones run), on a CPU their sum (one thread
 does everything in turn).
 
-:func:`~ebmlib.bench.chapter_costs` applies the model to the cost ledgers (:mod:`ebmlib.train.ledger`) that the
+:func:`~ebmlib.bench.chapter_costs` applies the model to the cost ledgers (:mod:`ebmlib.ledger`) that the
 smoke run writes: every training run of a chapter, counted at its ``full`` shapes, times the steps it takes at
 ``full``. ``python -m ebmlib.bench cost`` prints the result.
 """
@@ -29,7 +29,7 @@ from torch import nn
 from ebmlib.bench.base import Task, check_task
 from ebmlib.bench.methods import Method, check_methods
 from ebmlib.bench.runner import advance, start_run
-from ebmlib.train.ledger import LARGE_OUTPUT_BYTES, OperationCount, RunRecord, count_operations, read_ledger
+from ebmlib.ledger import LARGE_OUTPUT_BYTES, OperationCount, RunRecord, count_operations, read_ledger
 from ebmlib.utils import check_int, check_positive
 
 # A free Colab session ends after at most 12 hours (Colab's FAQ); a chapter's resumable runs continue in the next.
@@ -40,7 +40,7 @@ _COLAB_SESSION_SECONDS = 12 * 3600.0
 class DeviceModel:
     """What a device does per second: ``flops_per_second`` reached on these networks' matrix products,
     ``bytes_per_second`` written by elementwise work (``math.inf``: not modelled), ``large_bytes_per_second`` the
-    same into new tensors of at least :data:`~ebmlib.train.ledger.LARGE_OUTPUT_BYTES` (``None``: as fast as
+    same into new tensors of at least :data:`~ebmlib.ledger.LARGE_OUTPUT_BYTES` (``None``: as fast as
     ``bytes_per_second``; on a CPU each of their pages is a page fault), and ``launch_seconds``, the cost of one
     dispatched operator however small. ``overlap``: the times overlap (a GPU, whose host queues kernels while
     earlier ones run) or add up (a CPU). ``source`` says where the numbers come from."""
@@ -114,7 +114,7 @@ def _elementwise_bytes_per_second(n: int, repeats: int) -> float:
 def calibrate_cpu(threads: int = 1, repeats: int = 20) -> DeviceModel:
     """This machine's CPU as a :class:`DeviceModel`, measured on ``threads`` threads: the throughput of a
     256 × 256 × 256 matrix product; the bytes per second a mix of elementwise operators writes into new 1 MiB
-    tensors, and into new 64 MiB ones (beyond :data:`~ebmlib.train.ledger.LARGE_OUTPUT_BYTES`, fresh pages); and
+    tensors, and into new 64 MiB ones (beyond :data:`~ebmlib.ledger.LARGE_OUTPUT_BYTES`, fresh pages); and
     the time per operator of a forward-backward pass and Adam step of a network too small to compute anything."""
     check_int(threads, "threads", minimum=1)
     check_int(repeats, "repeats", minimum=1)
@@ -153,7 +153,7 @@ def predict_seconds(count: OperationCount, device: DeviceModel) -> float:
     Parameters
     ----------
     count
-        From :func:`~ebmlib.train.ledger.count_operations`.
+        From :func:`~ebmlib.ledger.count_operations`.
     device
         The device's throughput, bandwidth and launch latency.
     """
@@ -190,7 +190,7 @@ def count_methods(task: Task, methods: Sequence[Method | str], *, warmup: int = 
 def _check_records(records: Any, name: str = "records") -> Sequence[RunRecord]:
     if isinstance(records, (str, bytes)) or not isinstance(records, Sequence) or not all(
             isinstance(r, RunRecord) for r in records):
-        raise ValueError(f"{name} must be a sequence of ebmlib.train.ledger.RunRecord, got {type(records).__name__}")
+        raise ValueError(f"{name} must be a sequence of ebmlib.ledger.RunRecord, got {type(records).__name__}")
     return records
 
 
@@ -212,34 +212,40 @@ def read_ledgers(folder: str | Path) -> dict[str, list[RunRecord]]:
 
 
 def chapter_costs(records: Sequence[RunRecord], devices: Mapping[str, DeviceModel]) -> dict[str, Any]:
-    """A chapter's training at ``full`` from its smoke-run ledger: runs, steps, FLOPs, operators, and the
-    predicted seconds on each of ``devices``.
+    """A chapter's work at ``full`` from its smoke-run ledger: training runs and steps, FLOPs, operators, and the
+    predicted seconds on each of ``devices``, of which ``evaluation_seconds`` are spent in sampling and evaluation
+    loops (records of kind ``"evaluation"``).
 
-    Each record's one counted step is multiplied by the steps of that run at ``full`` and by the number of
-    ``full`` runs it stands for (:func:`~ebmlib.train.ledger.repeat_factor`). A run whose iteration count the smoke run
-    did not carry (arithmetic on a :class:`~ebmlib.train.ledger.Capped` count gives a plain one) is counted at the
-    steps it ran, and reported in ``uncarried``.
+    Each record's one counted step is multiplied by the steps of that run or loop at ``full`` and by the number
+    of ``full`` runs it stands for (:func:`~ebmlib.ledger.repeat_factor`). A record whose step count the smoke
+    run did not carry (arithmetic on a :class:`~ebmlib.ledger.Capped` count gives a plain one) is counted at the
+    steps it ran; ``uncarried`` counts such training runs. ``runs`` and ``steps`` count training only.
     """
     _check_records(records)
     _check_devices(devices)
     totals: dict[str, Any] = {"runs": 0.0, "steps": 0.0, "flops": 0.0, "operators": 0.0, "uncarried": 0,
-                              "seconds": {name: 0.0 for name in devices}}
+                              "seconds": {name: 0.0 for name in devices},
+                              "evaluation_seconds": {name: 0.0 for name in devices}}
     for record in records:
         steps = record.full_steps if record.full_steps is not None else record.steps
-        totals["uncarried"] += record.full_steps is None
         weight = steps * record.repeats
-        totals["runs"] += record.repeats
-        totals["steps"] += weight
+        if record.kind == "training":
+            totals["uncarried"] += record.full_steps is None
+            totals["runs"] += record.repeats
+            totals["steps"] += weight
         totals["flops"] += record.step.flops * weight
         totals["operators"] += record.step.operators * weight
         for name, device in devices.items():
-            totals["seconds"][name] += predict_seconds(record.step, device) * weight
+            seconds = predict_seconds(record.step, device) * weight
+            totals["seconds"][name] += seconds
+            if record.kind == "evaluation":
+                totals["evaluation_seconds"][name] += seconds
     return totals
 
 
 def check_against_measured(records: Sequence[RunRecord], device: DeviceModel) -> tuple[float, float]:
-    """(predicted, measured) seconds of the timed training steps of ``records`` on ``device`` — the model's
-    check on a CPU, where each record's timed steps ran."""
+    """(predicted, measured) seconds of the timed steps of ``records`` (training runs and sampling loops) on
+    ``device`` — the model's check on a CPU, where each record's timed steps ran."""
     _check_records(records)
     if not isinstance(device, DeviceModel):
         raise ValueError(f"device must be a DeviceModel, got {type(device).__name__}")
@@ -249,7 +255,7 @@ def check_against_measured(records: Sequence[RunRecord], device: DeviceModel) ->
 
 def check_on_this_cpu(ledgers: Mapping[str, Sequence[RunRecord]],
                       calibrate: Callable[[int], DeviceModel] = calibrate_cpu) -> dict[str, tuple[float, float]]:
-    """(predicted, measured) seconds of every chapter's timed training steps on this CPU
+    """(predicted, measured) seconds of every chapter's timed steps on this CPU
     (:func:`check_against_measured`), each run predicted with the CPU calibrated at the thread count it ran with;
     ``calibrate(threads)`` is called once per thread count found in ``ledgers``."""
     if not isinstance(ledgers, Mapping):
@@ -276,11 +282,12 @@ def _duration(seconds: float) -> str:
 
 def format_cost_table(ledgers: Mapping[str, Sequence[RunRecord]], devices: Mapping[str, DeviceModel],
                       colab: str | None = "t4", checks: Mapping[str, float | None] | None = None) -> str:
-    """A Markdown table of :func:`chapter_costs` per chapter: runs (with how many of them the smoke run could
-    only count at its own length, "short"), steps, TFLOP and operators at ``full``, the predicted training time
-    on each device and, unless ``colab`` is ``None``, how many 12-hour Colab sessions the device named ``colab``
-    needs; ``checks`` adds a column of the model's predicted over measured time on this CPU, by chapter. A
-    chapter none of whose runs' full lengths are known (budgets in seconds) shows "—"."""
+    """A Markdown table of :func:`chapter_costs` per chapter: training runs (with how many of them the smoke run
+    could only count at its own length, "short") and steps, TFLOP and operators at ``full``, the predicted time
+    (training, sampling and evaluation) on each device, the share of it spent sampling and evaluating (on the
+    device named ``colab``, else the first) and, unless ``colab`` is ``None``, how many 12-hour Colab sessions
+    that device needs; ``checks`` adds a column of the model's predicted over measured time on this CPU, by
+    chapter. A chapter none of whose training runs' full lengths are known (budgets in seconds) shows "—"."""
     if not isinstance(ledgers, Mapping):
         raise ValueError(f"ledgers must be a mapping of chapter names to records, got {type(ledgers).__name__}")
     for chapter, records in ledgers.items():
@@ -290,8 +297,10 @@ def format_cost_table(ledgers: Mapping[str, Sequence[RunRecord]], devices: Mappi
         raise ValueError(f"checks must be None or a mapping of chapter names to ratios, got {type(checks).__name__}")
     if colab is not None and colab not in devices:
         raise ValueError(f"colab must be None or name one of devices {sorted(devices)}, got {colab!r}")
+    share = colab if colab is not None else next(iter(devices))
     head = (["chapter", "steps (runs)", "TFLOP", "operators"]
             + [devices[n].name.split()[0] for n in devices]
+            + [f"sampling ({devices[share].name.split()[0]})"]
             + ([f"Colab ({devices[colab].name.split()[0]})"] if colab is not None else [])
             + (["CPU check"] if checks is not None else []))
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -299,14 +308,16 @@ def format_cost_table(ledgers: Mapping[str, Sequence[RunRecord]], devices: Mappi
         cost = chapter_costs(records, devices)
         number = chapter.split("_")[0]
         label = (number.lstrip("0") or "0") if number.isdigit() else chapter
-        unknown = records and cost["uncarried"] == len(records)  # e.g. runs with budgets in seconds
+        trained = sum(r.kind == "training" for r in records)
+        unknown = trained and cost["uncarried"] == trained  # e.g. runs with budgets in seconds
         n = cost["uncarried"]
         runs = f"{cost['runs']:.0f} run{'s' * (round(cost['runs']) != 1)}"
         runs += f", {n} short" if n and not unknown else ""
         cells = [label, ("—" if unknown else f"{cost['steps']:,.0f}") + f" ({runs})"] + (
-            ["—"] * (2 + len(devices)) if unknown else [
+            ["—"] * (3 + len(devices)) if unknown else [
             f"{cost['flops'] / 1e12:,.0f}", f"{cost['operators'] / 1e9:,.2f} G",
-            *(_duration(cost["seconds"][name]) for name in devices)])
+            *(_duration(cost["seconds"][name]) for name in devices),
+            f"{cost['evaluation_seconds'][share] / max(cost['seconds'][share], 1e-300):.0%}"])
         if colab is not None:
             sessions = math.ceil(cost["seconds"][colab] / _COLAB_SESSION_SECONDS)
             cells.append("—" if unknown else f"{sessions} session{'s' * (sessions > 1)}")

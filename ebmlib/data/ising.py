@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from ebmlib.data.codes import MAX_ENUMERATION_DIM, all_binary_states
+from ebmlib.ledger import recorded_steps
 from ebmlib.utils import check_binary, check_float_dtype, check_int, check_real, check_tensor
 
 
@@ -139,7 +140,7 @@ class IsingLattice:
         classes = [(c.to(device), self._neighbours[c].to(device), self._weights[c].to(device, torch.float32))
                    for c in self.colour_classes]
         spins = torch.where(_uniform((n, self.dim), generator, device) < 0.5, 1.0, -1.0)
-        for _ in range(n_sweeps):
+        for _ in recorded_steps(n_sweeps, "Ising Gibbs sweeps"):
             for sites, neighbours, weights in classes:
                 p_up = torch.sigmoid(2 * (2 * _local_field(spins, neighbours, weights) + self.bias))
                 u = _uniform((n, len(sites)), generator, device)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ebmlib.data.codes import MAX_ENUMERATION_DIM, all_binary_states
+from ebmlib.ledger import recorded_steps
 from ebmlib.samplers.discrete import gwg_binary
 from ebmlib.utils import check_binary, check_device, check_energy_output, check_int, check_probability, check_tensor
 
@@ -149,7 +150,8 @@ def ais_log_partition(energy_fn: Callable[[Tensor], Tensor], base_probs: Tensor,
     x = (torch.rand(n_chains, base_probs.shape[0], device=base_probs.device) < base_probs).to(base_probs.dtype)
     log_w = torch.zeros(n_chains, dtype=torch.float64, device=base_probs.device)
     betas = torch.linspace(0, 1, n_steps + 1, device="cpu").tolist()
-    for previous, beta in zip(betas[:-1], betas[1:]):
+    for t in recorded_steps(n_steps, "ais_log_partition"):
+        previous, beta = betas[t], betas[t + 1]
         with torch.no_grad():
             energy = check_energy_output(energy_fn(x), n_chains, "energy_fn", finite=False)
             log_w += -(beta - previous) * (energy + log_base(x)).double()

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from ebmlib.data.codes import check_classes, check_codes
 from ebmlib.data.onehot import block_index, block_sums, check_block_sizes, check_one_hot, free_columns
+from ebmlib.ledger import recorded_steps
 from ebmlib.samplers.core import all_finite, metropolis_accept, raise_unless_finite, sample_categorical, select_rows
 from ebmlib.utils import EnergyFn, check_energy_output, check_int, check_positive, check_tensor, energy_and_grad
 
@@ -157,7 +158,7 @@ def gwg_categorical(
     n_accepted = torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
     finite = torch.ones((), dtype=torch.bool, device=y.device)
     with torch.no_grad():
-        for _ in range(n_steps):
+        for _ in recorded_steps(n_steps, "gwg_categorical"):
             y, accepted, ok, _ = gwg_categorical_step(energy_fn, y, index, free, temperature)
             n_accepted += accepted
             finite &= ok
@@ -226,7 +227,7 @@ def gibbs_categorical(energy_fn: EnergyFn, x: Tensor, n_classes: Sequence[int], 
     check_codes(x[:, n_numeric:], n_classes, "x (categorical columns)")
     check_int(n_sweeps, "n_sweeps", minimum=1)
     finite = torch.ones((), dtype=torch.bool, device=x.device)
-    for _ in range(n_sweeps):
+    for _ in recorded_steps(n_sweeps, "gibbs_categorical"):
         x, ok = gibbs_categorical_sweep(energy_fn, x, n_classes, n_numeric=n_numeric)
         finite &= ok
     raise_unless_finite(finite)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ebmlib.ledger import recorded_steps
 from ebmlib.samplers.core import (
     all_finite,
     check_clamp,
@@ -114,7 +115,7 @@ def langevin(
     with torch.no_grad():
         x = x.detach()
         finite = torch.ones((), dtype=torch.bool, device=x.device)
-        for _ in range(n_steps):
+        for _ in recorded_steps(n_steps, "langevin"):
             energy, grad = energy_and_grad(energy_fn, x)
             finite &= all_finite(energy, grad)
             x = langevin_update(x, grad, drift, sigma, bounds)
@@ -310,13 +311,13 @@ def mala(energy_fn: EnergyFn, x: Tensor, *, n_steps: int, step_size: float, targ
         x = x.detach()
         energy, grad = energy_and_grad(energy_fn, x)
         finite = all_finite(energy, grad)
-        for t in range(1, n_steps + 1):
+        for t in recorded_steps(n_steps, "mala"):
             x, energy, grad, accepted = mala_step(energy_fn, x, energy, grad, step)
             finite &= all_finite(energy, grad)
             n_accepted += accepted
             if target_accept is not None:
                 step = adapt_step_size(step, accepted, target_accept, adapt_factor, tolerance)
-            if t in record:
+            if t + 1 in record:
                 samples.append(x)
     raise_unless_finite(finite)
     return MALAResult(x=x, step_size=float(step), acceptance=n_accepted / n_steps,

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from ebmlib.data.graphs import check_node_counts, max_nodes_of_bits, node_pair_mask
+from ebmlib.ledger import recorded_steps
 from ebmlib.samplers.core import (
     all_finite,
     check_binary_states,
@@ -70,8 +71,8 @@ def gibbs_binary(energy_fn: EnergyFn, x: Tensor, n_sweeps: int = 1, *, order: st
         # The visiting orders are drawn on the host, all at once: one read per call, not one per sweep.
         orders = (torch.stack([torch.randperm(dim, device="cpu") for _ in range(n_sweeps)]).tolist()
                   if order == "random" else [range(dim)] * n_sweeps)
-        for coords in orders:
-            for i in coords:
+        for sweep in recorded_steps(n_sweeps, "gibbs_binary"):
+            for i in orders[sweep]:
                 flipped = x.clone()
                 flipped[:, i] = 1 - x[:, i]
                 energy_flipped = check_energy_output(energy_fn(flipped), batch, "energy_fn", finite=False)
@@ -113,7 +114,7 @@ def gibbs_random_site(energy_fn: EnergyFn, x: Tensor, n_steps: int = 1) -> Tenso
         x = x.detach()
         energy = check_energy_output(energy_fn(x), batch, "energy_fn", finite=False)
         finite = all_finite(energy)
-        for _ in range(n_steps):
+        for _ in recorded_steps(n_steps, "gibbs_random_site"):
             proposal = flip_bits(x, torch.randint(dim, (batch,), device=x.device))
             energy_flipped = check_energy_output(energy_fn(proposal), batch, "energy_fn", finite=False)
             finite &= all_finite(energy_flipped)
@@ -160,7 +161,7 @@ def gwg_binary(energy_fn: EnergyFn, x: Tensor, n_steps: int = 1) -> tuple[Tensor
         log_q = flip_log_proposal(x, grad)
         finite = all_finite(energy, grad)
         n_accepted = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        for _ in range(n_steps):
+        for _ in recorded_steps(n_steps, "gwg_binary"):
             index = sample_categorical(log_q)
             proposal = flip_bits(x, index)
             energy_prop, grad_prop = energy_and_grad(energy_fn, proposal)
@@ -273,7 +274,7 @@ def discrete_langevin_binary(energy_fn: EnergyFn, x: Tensor, n_steps: int = 1, *
         energy, grad = energy_and_grad(energy_fn, x)
         finite = all_finite(energy, grad)
         n_accepted = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        for _ in range(n_steps):
+        for _ in recorded_steps(n_steps, "discrete_langevin_binary"):
             logits = langevin_flip_logits(x, grad, step_size)
             flips = (torch.rand_like(x) < torch.sigmoid(logits)).to(x.dtype)
             proposal = x + flips * (1 - 2 * x)
@@ -374,7 +375,7 @@ def gibbs_within_nodes(
         x = x[order.to(x.device)].clone()
         energy = check_energy_output(energy_fn(x), x.shape[0], "energy_fn", finite=False)
         finite = torch.isfinite(energy).all()
-        for _ in range(n_sweeps):
+        for _ in recorded_steps(n_sweeps, "gibbs_within_nodes"):
             for bit, k in enumerate(n_active):
                 if k == 0:
                     continue

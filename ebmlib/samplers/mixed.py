@@ -24,6 +24,7 @@ from ebmlib.data.onehot import (
     free_columns,
     labels_to_one_hot,
 )
+from ebmlib.ledger import recorded_steps
 from ebmlib.samplers.categorical import gibbs_categorical_sweep, gwg_categorical, gwg_categorical_step
 from ebmlib.samplers.continuous import langevin_update
 from ebmlib.samplers.core import all_finite, check_clamp, raise_unless_finite
@@ -125,7 +126,7 @@ def mwg_joint(
     # Finiteness accumulates on the device and is read once at the end: no host synchronisation per step.
     finite = torch.ones((), dtype=torch.bool, device=z.device)
     with torch.no_grad():
-        for _ in range(n_steps):
+        for _ in recorded_steps(n_steps, "mwg_joint"):
             if fused:
                 y, _, ok, grad_x = gwg_categorical_step(energy_fn, y, index, free, gwg_temperature, x=x)
                 x = langevin_update(x, grad_x, drift, sigma, bounds)
@@ -293,7 +294,7 @@ def langevin_gibbs(energy_fn: EnergyFn, x: Tensor, n_classes: Sequence[int], *, 
     h = check_positive(step_size, "step_size")
     x = x.detach()
     finite = torch.ones((), dtype=torch.bool, device=x.device)
-    for _ in range(n_rounds):
+    for _ in recorded_steps(n_rounds, "langevin_gibbs"):
         if n_numeric > 0:
             codes = x[:, n_numeric:]
             energy, grad = energy_and_grad(lambda z, codes=codes: energy_fn(torch.cat([z, codes], dim=1)),

@@ -9,6 +9,7 @@ import math
 import torch
 from torch import Tensor
 
+from ebmlib.ledger import recorded_steps
 from ebmlib.samplers.continuous import langevin
 from ebmlib.samplers.core import all_finite, check_clamp, raise_unless_finite
 from ebmlib.utils import EnergyFn, check_energy_output, check_int, check_positive, check_tensor
@@ -137,7 +138,7 @@ def euler_sample(
     bounds = None if clamp is None else check_clamp(clamp)
     x = x0.detach()
     with torch.enable_grad():
-        for _ in range(n_steps):
+        for _ in recorded_steps(n_steps, "euler_sample"):
             grad, x = _grad(energy_fn, x, create_graph=create_graph)
             x = x - h * grad
             if bounds is not None:

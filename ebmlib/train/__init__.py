@@ -5,8 +5,7 @@
 * :mod:`~ebmlib.train.ensemble` — ``K`` networks of one architecture trained at once, each exactly as its own run
   (:func:`~ebmlib.train.fit_ensemble`);
 * :mod:`~ebmlib.train.streams` — one random stream per member of such a run (:class:`~ebmlib.train.MemberStreams`);
-* :mod:`~ebmlib.train.protocols` — a feature classifier, a mixed-table energy, the TSTR comparison;
-* :mod:`~ebmlib.train.ledger` — what a step costs (FLOPs, operators, bytes) and the cost ledger of every run.
+* :mod:`~ebmlib.train.protocols` — a feature classifier, a mixed-table energy, the TSTR comparison.
 """
 
 from ebmlib.train.ensemble import EnsembleAdam, fit_ensemble

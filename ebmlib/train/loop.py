@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ebmlib.checkpoint import restore_run, save_run
 from ebmlib.fingerprint import describe_config, unsaved_state
-from ebmlib.train.ledger import OperationCounter, ledger_path, record_run, run_record
+from ebmlib.ledger import OperationCounter, ledger_path, record_run, recorded_loop, run_record
 from ebmlib.utils import check_int, check_positive, check_probability, check_tensor
 
 LossFn = Callable[[nn.Module, Tensor], "Tensor | tuple[Tensor, dict[str, Tensor]]"]
@@ -205,7 +205,7 @@ def fit(
     Notes
     -----
     With the environment variable ``EBMLIB_COST`` naming a file, ``fit`` also counts the FLOPs, operators and
-    bytes of one step and appends a record of the run to that file (:mod:`ebmlib.train.ledger`); the counted
+    bytes of one step and appends a record of the run to that file (:mod:`ebmlib.ledger`); the counted
     step runs slower under the counter and is left out of the ledger's timed steps.
     """
     check_int(n_iters, "n_iters", minimum=1)
@@ -230,13 +230,14 @@ def fit(
     # An ensemble (ebmlib.nets.Ensemble) of K members: the batch-mean loss is the members' mean, so K times it
     # gives each member its own loss's gradient; clipping is per member.
     members = getattr(model, "n_members", 1)
-    # The cost ledger (EBMLIB_COST, ebmlib.train.ledger): one step counted, the others' time without callbacks.
+    # The cost ledger (EBMLIB_COST, ebmlib.ledger): one step counted, the others' time without callbacks.
     ledger = ledger_path()
     counted = min(result.resumed_from + 2, n_iters) if ledger is not None else None
     step_count, step_seconds = None, 0.0
     for iteration in bar:
         start = time.perf_counter()
-        with OperationCounter() if iteration == counted else nullcontext() as counter:
+        # A sampler inside the loss is part of this step's count (recorded_loop); one in the callback is not.
+        with recorded_loop(), OperationCounter() if iteration == counted else nullcontext() as counter:
             out = loss_fn(model, next_batch())
             loss, logs = out if isinstance(out, tuple) else (out, {})
             optimizer.zero_grad(set_to_none=True)

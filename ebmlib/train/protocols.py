@@ -11,12 +11,13 @@ import torch
 from torch import Tensor, nn
 
 from ebmlib.data.codes import check_classes, check_codes
+from ebmlib.ledger import repetitions
 from ebmlib.losses.tabular import mixed_noise
 from ebmlib.metrics.tabular import tstr_auc
 from ebmlib.nets.mixed import MixedEnergy
 from ebmlib.samplers.mixed import langevin_gibbs
 from ebmlib.train.loop import fit, progress_bar, tensor_batches
-from ebmlib.utils import check_int, check_positive, check_tensor
+from ebmlib.utils import check_int, check_positive, check_tensor, seed_everything
 
 
 def train_classifier(model: nn.Module, x: Tensor, y: Tensor, *, n_iters: int, batch_size: int = 128, lr: float = 1e-3,
@@ -58,7 +59,8 @@ def train_mixed(loss: Any, next_batch: Any, n_numeric: int, n_classes: Sequence[
 def compare_tstr(losses: dict[str, Any], train_rows: Tensor, test_rows: Tensor, *, target: int, n_numeric: int,
                  n_classes: Sequence[int], hidden: int, n_iters: int, lr: float, sample_rounds: int, n_draws: int,
                  batch_size: int = 128, step_size: float = 5e-4, model: str = "xgboost",
-                 progress: bool = True, run_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
+                 progress: bool = True, run_dir: str | Path | None = None,
+                 seed: int | None = None) -> dict[str, dict[str, Any]]:
     """Train a :class:`~ebmlib.nets.MixedEnergy` per loss on ``train_rows`` and score its samples by TSTR on
     ``test_rows``.
 
@@ -66,7 +68,9 @@ def compare_tstr(losses: dict[str, Any], train_rows: Tensor, test_rows: Tensor, 
     ``batch_size`` training rows; then ``n_draws`` times, ``len(train_rows)`` synthetic rows are drawn by
     ``sample_rounds`` rounds of :func:`~ebmlib.samplers.langevin_gibbs` from :func:`~ebmlib.losses.mixed_noise` and
     scored by :func:`~ebmlib.metrics.tstr_auc`. Given ``run_dir``, each loss's training is resumable in
-    ``<run_dir>/<loss name>``.
+    ``<run_dir>/<loss name>``. Given ``seed``, every loss's training and draws start from
+    :func:`~ebmlib.utils.seed_everything` of it, so that a loss's result does not depend on the others run
+    before it (one call per loss gives the same runs as one call with all of them).
 
     Returns
     -------
@@ -90,13 +94,17 @@ def compare_tstr(losses: dict[str, Any], train_rows: Tensor, test_rows: Tensor, 
     check_positive(step_size, "step_size")
     if model not in ("xgboost", "sklearn"):
         raise ValueError(f"model must be 'xgboost' or 'sklearn', got {model!r}")
+    if seed is not None:
+        check_int(seed, "seed", minimum=0)
     runs = {}
     for name, loss in progress_bar(losses.items(), desc="TSTR", progress=progress):
+        if seed is not None:
+            seed_everything(seed)
         energy, seconds = train_mixed(loss, tensor_batches(train_rows, batch_size), n_numeric, n_classes,
                                       hidden=hidden, n_iters=n_iters, lr=lr, device=train_rows.device, desc=name,
                                       run_dir=None if run_dir is None else Path(run_dir) / name)
         aucs = []
-        for _ in range(n_draws):
+        for _ in repetitions(n_draws):
             start = mixed_noise(len(train_rows), n_numeric, n_classes, device=train_rows.device,
                                 dtype=train_rows.dtype)
             synthetic = langevin_gibbs(energy, start, n_classes, n_numeric=n_numeric, n_rounds=sample_rounds,

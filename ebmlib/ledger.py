@@ -1,4 +1,5 @@
-"""Counting what training costs: the FLOPs, operators and bytes of a step, and a ledger of every training run.
+"""Counting what a run costs: the FLOPs, operators and bytes of a step, and a ledger of every training run and
+every sampling or evaluation loop.
 
 A step of the small networks in this book is bound by one of three things: arithmetic (its FLOPs), memory
 traffic (the bytes its operators write), or, on a GPU, the number of operators it dispatches, each of which
@@ -8,8 +9,12 @@ callable; :mod:`ebmlib.bench.cost` turns counts into predicted times.
 The ledger: when the environment variable ``EBMLIB_COST`` names a file, :func:`~ebmlib.train.fit` counts one
 step of every training run (the second, so that persistent chains and adapted step sizes are past their first
 iteration) and appends one JSON line per run to that file (:func:`record_run`): the step's counts, the steps
-run and timed, and — in the smoke run, whose iteration counts are :class:`~ebmlib.train.ledger.Capped` — the steps
-the same run takes at ``full`` and how many ``full`` runs it stands for (:func:`~ebmlib.train.ledger.repeat_factor`).
+run and timed, and — in the smoke run, whose iteration counts are :class:`~ebmlib.ledger.Capped` — the steps
+the same run takes at ``full`` and how many ``full`` runs it stands for (:func:`~ebmlib.ledger.repeat_factor`).
+The samplers' loops do the same through :func:`recorded_steps` (records of kind ``"evaluation"``): drawing
+synthetic rows or estimating a partition function can cost more than training the energy. A loop that runs
+inside a recorded one (the sampler inside a training step) is part of that step's count and is not recorded
+again.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +38,7 @@ from torch.utils.flop_counter import flop_registry
 from ebmlib.utils import check_int
 
 COST_ENV = "EBMLIB_COST"
+RUN_KINDS = ("training", "evaluation")
 
 
 # Outputs at least this large are fresh pages on a CPU: glibc serves allocations above its largest mmap threshold
@@ -198,9 +206,10 @@ class RunRecord:
 
     ``step`` is one step's count; ``steps`` the steps this call ran, ``timed_steps`` and ``seconds`` those of
     them timed (every step but the counted one, without callbacks); ``full_steps`` the steps of the same run at
-    ``full`` (``None`` where the iteration count was not a :class:`~ebmlib.train.ledger.Capped` one) and ``repeats``
+    ``full`` (``None`` where the iteration count was not a :class:`~ebmlib.ledger.Capped` one) and ``repeats``
     the number of ``full`` runs this one stands for; ``members`` the networks trained at once (an ensemble);
-    ``threads`` torch's CPU threads during the run.
+    ``threads`` torch's CPU threads during the run; ``kind`` says whether the run trains (``"training"``, a
+    :func:`~ebmlib.train.fit` run) or samples and evaluates (``"evaluation"``, a :func:`recorded_steps` loop).
     """
 
     desc: str
@@ -212,8 +221,11 @@ class RunRecord:
     repeats: float
     members: int
     threads: int
+    kind: str = "training"
 
     def __post_init__(self) -> None:
+        if self.kind not in RUN_KINDS:
+            raise ValueError(f"kind must be one of {RUN_KINDS}, got {self.kind!r}")
         if not isinstance(self.desc, str):
             raise ValueError(f"desc must be a string, got {self.desc!r}")
         if not isinstance(self.step, OperationCount):
@@ -240,13 +252,74 @@ def record_run(path: Path, record: RunRecord) -> None:
 
 
 def run_record(desc: str, step: OperationCount, n_iters: int, steps: int, timed_steps: int, seconds: float,
-               members: int) -> RunRecord:
-    """The ledger's record of a run of ``n_iters`` iterations (a :class:`~ebmlib.train.ledger.Capped` count in the
+               members: int, kind: str = "training") -> RunRecord:
+    """The ledger's record of a run of ``n_iters`` iterations (a :class:`~ebmlib.ledger.Capped` count in the
     smoke run), of which this call ran ``steps``."""
     full = getattr(n_iters, "full", None)
     return RunRecord(desc=desc, step=step, steps=steps, timed_steps=timed_steps, seconds=seconds,
                      full_steps=None if full is None else int(full), repeats=repeat_factor(), members=members,
-                     threads=torch.get_num_threads())
+                     threads=torch.get_num_threads(), kind=kind)
+
+
+_OPEN_LOOPS = [0]  # recorded loops running now; a loop inside one is part of its counted step
+
+
+@contextmanager
+def recorded_loop() -> Iterator[None]:
+    """A context whose loops belong to a recorded run: :func:`recorded_steps` inside it records nothing.
+
+    :func:`~ebmlib.train.fit` runs its training loop in it, so that a sampler called by the loss (the short-run
+    chains of contrastive divergence) is counted once, as part of the training step that calls it.
+    """
+    _OPEN_LOOPS[0] += 1
+    try:
+        yield
+    finally:
+        _OPEN_LOOPS[0] -= 1
+
+
+def recorded_steps(n_steps: int, desc: str) -> Iterator[int]:
+    """``range(n_steps)`` for the loop of a sampler or an evaluation, recorded in the cost ledger.
+
+    With ``EBMLIB_COST`` set and no recorded loop around this one (:func:`recorded_loop`), the second step (the
+    first if there is only one) runs under an :class:`OperationCounter`, the others are timed, and when the loop
+    ends one record of kind ``"evaluation"`` is appended to the ledger; its ``full_steps`` is ``n_steps.full``
+    when ``n_steps`` is :class:`Capped`. Otherwise this is ``range(n_steps)``.
+
+    Examples
+    --------
+    >>> [step for step in recorded_steps(3, "chains")]
+    [0, 1, 2]
+    """
+    check_int(n_steps, "n_steps", minimum=0)
+    if not isinstance(desc, str):
+        raise ValueError(f"desc must be a string, got {desc!r}")
+    path = ledger_path()
+    if path is None or _OPEN_LOOPS[0]:
+        yield from range(n_steps)
+        return
+    counted, count, seconds = min(1, n_steps - 1), None, 0.0
+    with recorded_loop():
+        for step in range(n_steps):
+            if step == counted:
+                with OperationCounter() as counter:
+                    yield step
+                count = counter.count
+            else:
+                start = time.perf_counter()
+                yield step
+                seconds += time.perf_counter() - start
+    if count is not None:
+        record_run(path, run_record(desc, count, n_steps, n_steps, n_steps - 1, seconds, 1, kind="evaluation"))
+
+
+def repetitions(n: int) -> range | Repeats:
+    """``range(n)`` for a loop that repeats one computation ``n`` times (draws of a sample, say); in the smoke
+    run, where ``n`` is :class:`Capped`, a :class:`Repeats` of it, so that each repetition kept stands for
+    ``n.full / n`` of them in the ledger (:func:`repeat_factor`)."""
+    check_int(n, "n", minimum=0)
+    full = getattr(n, "full", None)
+    return range(n) if full is None else Repeats(tuple(range(n)), max(int(full), int(n)))
 
 
 def read_ledger(path: str | Path) -> list[RunRecord]:
