@@ -195,14 +195,14 @@ def repeat_factor() -> float:
 
 
 def ledger_path() -> Path | None:
-    """The ledger file named by ``EBMLIB_COST``, or ``None`` when training runs are not recorded."""
+    """The ledger file named by ``EBMLIB_COST``, or ``None`` when runs are not recorded."""
     value = os.environ.get(COST_ENV, "").strip()
     return Path(value).expanduser() if value else None
 
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One training run in the ledger.
+    """One training run or sampling loop in the ledger.
 
     ``step`` is one step's count; ``steps`` the steps this call ran, ``timed_steps`` and ``seconds`` those of
     them timed (every step but the counted one, without callbacks); ``full_steps`` the steps of the same run at

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from ebmlib.data import ADULT_COLUMNS, MNIST_FILES, REMOTE_FILES, RemoteFile, citation_like_graph, data_home
-from ebmlib.report import SCALES
 from ebmlib.ledger import Capped, Repeats
+from ebmlib.report import SCALES
 from ebmlib.utils import check_int
 
 _SMOKE_ENV = "EBMLIB_SMOKE"

@@ -14,8 +14,9 @@ not shorten its runs; on a GPU it counts wall-clock seconds, so there it runs al
 (``ALONE_ON_ACCELERATOR``).
 
 Every execution records each cell's time (nbclient's ``record_timing``) in ``_build/profile/<scale>/<chapter>.json``
-and its training runs in the cost ledger ``_build/profile/<scale>/cost/<chapter>.jsonl`` (:mod:`ebmlib.ledger`;
-``python -m ebmlib.bench cost --check`` compares their measured step times with the cost model's prediction).
+and its training runs and sampling loops in the cost ledger ``_build/profile/<scale>/cost/<chapter>.jsonl``
+(:mod:`ebmlib.ledger`; ``python -m ebmlib.bench cost --check`` compares their measured step times with the cost
+model's prediction).
 ``--profile`` executes the chosen chapters even if cached; ``--table book/setup.md`` rewrites the profile table
 between the ``<!-- profile-table -->`` markers of that page from those files: the slowest cells of every chapter
 (chapter, section and first line of the cell, seconds, share of the chapter).
@@ -107,7 +108,7 @@ def _accelerated() -> bool:
 
 def _execute(path: str, threads: int | None, timeout: int, ledger: str) -> tuple[object, float, str | None]:
     """In a worker process: execute one chapter (its kernel inherits this process's environment), recording its
-    training runs in the cost ledger ``ledger`` (:mod:`ebmlib.ledger`)."""
+    training runs and sampling loops in the cost ledger ``ledger`` (:mod:`ebmlib.ledger`)."""
     from jupyter_cache.executors.utils import single_nb_execution
 
     Path(ledger).parent.mkdir(parents=True, exist_ok=True)

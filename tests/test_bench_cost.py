@@ -25,8 +25,6 @@ from ebmlib.bench.cost import (
     predict_seconds,
     read_ledgers,
 )
-from ebmlib.scale import smoke_cap, study_budgets
-from ebmlib.train import fit, tensor_batches
 from ebmlib.ledger import (
     LARGE_OUTPUT_BYTES,
     RunRecord,
@@ -37,6 +35,8 @@ from ebmlib.ledger import (
     repetitions,
 )
 from ebmlib.samplers import langevin
+from ebmlib.scale import smoke_cap, study_budgets
+from ebmlib.train import fit, tensor_batches
 
 
 def test_matrix_product_flops_are_2mnk():
@@ -223,7 +223,8 @@ def test_a_sampling_loop_records_its_steps_at_full_and_inside_training_only_the_
     fit(energy, lambda m, z: m(chains(2)).mean(), tensor_batches(x, 8), n_iters=settings["n_iters"], progress=False,
         desc="short-run training", callback=lambda it, m: chains(settings["n_steps"]) if it == 4 else None)
     records = read_ledger(ledger)
-    assert [(r.kind, r.desc) for r in records] == [("evaluation", "langevin")] * 3 + [("training", "short-run training")]
+    kinds = [(r.kind, r.desc) for r in records]
+    assert kinds == [("evaluation", "langevin")] * 3 + [("training", "short-run training")]
     first = records[0]
     assert (first.steps, first.timed_steps, first.full_steps, first.repeats) == (3, 2, 500, 5.0)
     assert records[2].repeats == 1  # the callback's chains, outside the loop over the draws

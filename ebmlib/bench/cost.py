@@ -9,8 +9,8 @@ the larger of the three times (the host queues kernels while earlier ones run), 
 does everything in turn).
 
 :func:`~ebmlib.bench.chapter_costs` applies the model to the cost ledgers (:mod:`ebmlib.ledger`) that the
-smoke run writes: every training run of a chapter, counted at its ``full`` shapes, times the steps it takes at
-``full``. ``python -m ebmlib.bench cost`` prints the result.
+smoke run writes: every training run and sampling loop of a chapter, counted at its ``full`` shapes, times the
+steps it takes at ``full``. ``python -m ebmlib.bench cost`` prints the result.
 """
 
 from __future__ import annotations
