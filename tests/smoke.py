@@ -143,8 +143,8 @@ def main(argv: list[str]) -> int:
 
 
 def cost_table() -> str:
-    """The predicted training time of every chapter at ``full`` from this run's cost ledgers, with the model's
-    check on this CPU: its prediction of the smoke run's own timed training steps over their measured time."""
+    """The predicted time of every chapter at ``full`` from this run's cost ledgers, with the model's
+    check on this CPU: its prediction of the smoke run's own timed steps over their measured time."""
     from ebmlib.bench.cost import GPUS, check_on_this_cpu, format_cost_table, read_ledgers
 
     ledgers = read_ledgers(COST)

@@ -168,7 +168,7 @@ def test_the_cost_command_prints_a_row_per_chapter(tmp_path, capsys):
     (tmp_path / "01_ratio_matching.jsonl").write_text(json.dumps(dataclasses.asdict(record)) + "\n")
     assert main(["cost", "--ledgers", str(tmp_path), "--check", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| 1 | 200,000 (2 runs) | 200 |" in out and "| 01_ratio_matching | 1 |" in out
+    assert "| 1 | 200,000 (2) | 200 |" in out and "| 01_ratio_matching | 1 |" in out
 
 
 def test_the_cpu_check_calibrates_once_per_thread_count_and_predicts_each_run_with_its_own():

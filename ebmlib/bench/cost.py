@@ -283,11 +283,12 @@ def _duration(seconds: float) -> str:
 def format_cost_table(ledgers: Mapping[str, Sequence[RunRecord]], devices: Mapping[str, DeviceModel],
                       colab: str | None = "t4", checks: Mapping[str, float | None] | None = None) -> str:
     """A Markdown table of :func:`chapter_costs` per chapter: training runs (with how many of them the smoke run
-    could only count at its own length, "short") and steps, TFLOP and operators at ``full``, the predicted time
-    (training, sampling and evaluation) on each device, the share of it spent sampling and evaluating (on the
-    device named ``colab``, else the first) and, unless ``colab`` is ``None``, how many 12-hour Colab sessions
-    that device needs; ``checks`` adds a column of the model's predicted over measured time on this CPU, by
-    chapter. A chapter none of whose training runs' full lengths are known (budgets in seconds) shows "—"."""
+    could only count at its own length, "short") and steps, TFLOP and operators ("kernels") at ``full``, the
+    predicted time (training, sampling and evaluation) on each device, the share of it spent sampling and
+    evaluating (on the device named ``colab``, else the first) and, unless ``colab`` is ``None``, how many
+    12-hour Colab sessions that device needs; ``checks`` adds a column ("check") of the model's predicted over
+    measured time on this CPU, by chapter. A chapter none of whose training runs' full lengths are known
+    (budgets in seconds) shows "—"."""
     if not isinstance(ledgers, Mapping):
         raise ValueError(f"ledgers must be a mapping of chapter names to records, got {type(ledgers).__name__}")
     for chapter, records in ledgers.items():
@@ -298,11 +299,11 @@ def format_cost_table(ledgers: Mapping[str, Sequence[RunRecord]], devices: Mappi
     if colab is not None and colab not in devices:
         raise ValueError(f"colab must be None or name one of devices {sorted(devices)}, got {colab!r}")
     share = colab if colab is not None else next(iter(devices))
-    head = (["chapter", "steps (runs)", "TFLOP", "operators"]
+    head = (["ch.", "steps (runs)", "TFLOP", "kernels"]
             + [devices[n].name.split()[0] for n in devices]
-            + [f"sampling ({devices[share].name.split()[0]})"]
-            + ([f"Colab ({devices[colab].name.split()[0]})"] if colab is not None else [])
-            + (["CPU check"] if checks is not None else []))
+            + ["sampling"]
+            + (["Colab"] if colab is not None else [])
+            + (["check"] if checks is not None else []))
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for chapter, records in ledgers.items():
         cost = chapter_costs(records, devices)
@@ -311,7 +312,7 @@ def format_cost_table(ledgers: Mapping[str, Sequence[RunRecord]], devices: Mappi
         trained = sum(r.kind == "training" for r in records)
         unknown = trained and cost["uncarried"] == trained  # e.g. runs with budgets in seconds
         n = cost["uncarried"]
-        runs = f"{cost['runs']:.0f} run{'s' * (round(cost['runs']) != 1)}"
+        runs = f"{cost['runs']:.0f}"
         runs += f", {n} short" if n and not unknown else ""
         cells = [label, ("—" if unknown else f"{cost['steps']:,.0f}") + f" ({runs})"] + (
             ["—"] * (3 + len(devices)) if unknown else [
@@ -320,7 +321,7 @@ def format_cost_table(ledgers: Mapping[str, Sequence[RunRecord]], devices: Mappi
             f"{cost['evaluation_seconds'][share] / max(cost['seconds'][share], 1e-300):.0%}"])
         if colab is not None:
             sessions = math.ceil(cost["seconds"][colab] / _COLAB_SESSION_SECONDS)
-            cells.append("—" if unknown else f"{sessions} session{'s' * (sessions > 1)}")
+            cells.append("—" if unknown else str(sessions))
         if checks is not None:
             ratio = checks.get(chapter)
             cells.append("—" if ratio is None else f"{ratio:.2f}")
