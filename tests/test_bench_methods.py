@@ -88,12 +88,13 @@ class SlowlyEvaluated:
     """A task whose evaluation takes `delay` seconds: it must not eat into the training budget."""
 
     def __init__(self, task, delay):
-        self.task, self.delay = task, delay
+        self.task, self.delay, self.calls = task, delay, 0
 
     def __getattr__(self, name):
         return getattr(self.task, name)
 
     def evaluate(self, energy):
+        self.calls += 1
         time.sleep(self.delay)
         return self.task.evaluate(energy)
 
@@ -104,9 +105,11 @@ def test_wall_clock_budget_excludes_evaluation():
     rows = run_method(task, "RMwGGIS-biased", 0, Budget(seconds=0.3, n_checkpoints=3))
     wall = time.perf_counter() - start
     seconds = [row["seconds"] for row in rows]
-    assert wall > 3 * 0.5, "every checkpoint is evaluated"
+    # A checkpoint reached without training since the last one (a chunk that overshot it on a loaded machine)
+    # reuses that evaluation, so at least two of the three are evaluated.
+    assert task.calls >= 2 and wall > task.calls * 0.5
     assert seconds == sorted(seconds) and len(seconds) == 3
-    # Training still gets its full 0.3 s although the evaluations alone take 1.5 s, and none of that is counted.
+    # Training still gets its full 0.3 s although the evaluations alone take a second or more, none of it counted.
     assert 0.3 <= seconds[-1] < 0.3 + 0.5
     assert seconds[0] >= 0.075 and rows[-1]["iteration"] > rows[0]["iteration"]
 
