@@ -68,6 +68,12 @@ def _previous_seconds(md: Path) -> float:
         return 0.0
 
 
+def _start_order(md: Path) -> tuple[float, int]:
+    """Sort key: the longest previous run first, ties (no previous run) in the measured order."""
+    rank = _CI_LONGEST_FIRST.index(md.stem) if md.stem in _CI_LONGEST_FIRST else len(_CI_LONGEST_FIRST)
+    return -_previous_seconds(md), rank
+
+
 def start_executions(selected: set[str]) -> tuple[ThreadPoolExecutor, dict]:
     """Start the selected chapters, ``EBMLIB_NOTEBOOK_WORKERS`` (2) at a time, the longest of the previous run
     (in a fresh clone: of the measured order) first so that the two workers finish together; returns the pool
@@ -76,9 +82,7 @@ def start_executions(selected: set[str]) -> tuple[ThreadPoolExecutor, dict]:
     ``tests/conftest.py`` calls this as soon as the tests are collected, so that the chapters execute while the
     unit tests run (each a single-threaded process: the two cores stay busy instead of one)."""
     (OUT / "notebooks").mkdir(parents=True, exist_ok=True)
-    order = sorted((md for md in NOTEBOOKS if md.stem in selected), reverse=True,
-                   key=lambda md: (_previous_seconds(md), -_CI_LONGEST_FIRST.index(md.stem)
-                                   if md.stem in _CI_LONGEST_FIRST else -len(_CI_LONGEST_FIRST)))
+    order = sorted((md for md in NOTEBOOKS if md.stem in selected), key=_start_order)
     pool = ThreadPoolExecutor(max_workers=int(os.environ.get("EBMLIB_NOTEBOOK_WORKERS", "2")))
     return pool, {md.stem: pool.submit(_execute, md) for md in order}
 
