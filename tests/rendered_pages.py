@@ -30,6 +30,8 @@ FACTS_JS = r"""
 const done = arguments[arguments.length - 1];
 const article = document.querySelector("article.bd-article") || document.body;
 const describe = (el) => (el.id ? "#" + el.id + " " : "") + el.textContent.trim().replace(/\s+/g, " ").slice(0, 80);
+const visibleSearchBoxes = () => [...document.querySelectorAll(
+  ".search-button__button, #searchbox input, form.bd-search")].filter((el) => el.offsetParent !== null).length;
 const gather = (mathjaxError) => {
   const column = article.getBoundingClientRect().width;
   const output = (el) => el.closest(".cell_output, .output") !== null;
@@ -70,8 +72,7 @@ const gather = (mathjaxError) => {
       .filter((t) => [...t.querySelectorAll("td, th")].some((c) => { const s = getComputedStyle(c);
         return parseFloat(s.paddingLeft) < 4 || parseFloat(s.paddingRight) < 4; }))
       .map((t) => describe(t.querySelector("caption, thead, tr") || t)),
-    search_boxes: [...document.querySelectorAll(".search-button__button, #searchbox input, form.bd-search")]
-      .filter((el) => el.offsetParent !== null).length,
+    search_boxes: visibleSearchBoxes(),
     loose_images: [...article.querySelectorAll("img")]
       .filter((img) => !img.closest("a[href^='https://colab.research.google.com/']"))
       .filter((img) => { const f = img.closest("figure"); const c = f && f.querySelector("figcaption");
@@ -133,7 +134,11 @@ const whenMathJax = () => {
     setTimeout(whenMathJax, 100);
   }
 };
-Promise.all(images.map((img) => img.decode().catch(() => null))).then(whenMathJax);
+// On a loaded machine the theme's header can be laid out after the load event: give the search box up to 10 s.
+const whenLaidOut = () => {
+  if (visibleSearchBoxes() > 0 || Date.now() - started > 10000) whenMathJax(); else setTimeout(whenLaidOut, 100);
+};
+Promise.all(images.map((img) => img.decode().catch(() => null))).then(whenLaidOut);
 """
 
 

@@ -25,6 +25,8 @@ from ray import cloudpickle
 import ebmlib.bench.cluster as cluster_module
 from ebmlib.bench import Budget, compare_methods, main, make_task, read_csv
 
+pytestmark = pytest.mark.quiet  # a Ray node's two threads per run: after the chapters' kernels
+
 BUDGET = Budget(iterations=4, n_checkpoints=2)
 METHODS = ["RM", "ED-Bern"]
 SEEDS = [0, 1]
