@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
 import os
 import pickle
+import tarfile
 import tempfile
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -32,7 +34,16 @@ from typing import Any
 
 import numpy as np
 
-from ebmlib.data import ADULT_COLUMNS, MNIST_FILES, REMOTE_FILES, RemoteFile, citation_like_graph, data_home
+from ebmlib.data import (
+    ADULT_COLUMNS,
+    CIFAR10_ARCHIVE,
+    CIFAR10_BATCHES,
+    MNIST_FILES,
+    REMOTE_FILES,
+    RemoteFile,
+    citation_like_graph,
+    data_home,
+)
 from ebmlib.ledger import Capped, Repeats
 from ebmlib.report import SCALES
 from ebmlib.utils import check_int
@@ -162,8 +173,9 @@ def smoke_data(*datasets: str) -> Path | None:
     """In the smoke run, fixture files in place of the downloaded ``datasets``; outside it, nothing (``None``).
 
     The smoke run must not need the internet, yet it should pass the real data's shapes through the chapter's
-    ``full`` code. For each of ``"mnist"``, ``"adult"`` and ``"citeseer"`` this writes files of the published
-    format and size, filled with random values — 60,000 + 10,000 MNIST images of 28×28 levels (gzipped IDX),
+    ``full`` code. For each of ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``, ``"adult"`` and ``"citeseer"``
+    this writes files of the published format and size, filled with random values — 60,000 + 10,000 MNIST or
+    Fashion-MNIST images of 28×28 levels (gzipped IDX), CIFAR-10's binary archive (50,000 + 10,000 records),
     Adult's 32,561 rows with its columns and numbers of categories (UCI format, some ``?``), a Planetoid
     adjacency-list pickle of 3,327 nodes (:func:`~ebmlib.data.citation_like_graph`) — into a fresh temporary
     data folder, points ``EBMLIB_DATA`` at it and replaces the data sets' entries of
@@ -210,6 +222,18 @@ def _mnist_fixture(rng: np.random.Generator) -> dict[str, bytes]:
     return files
 
 
+def _cifar10_fixture(rng: np.random.Generator) -> dict[str, bytes]:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as archive:
+        for name in (*CIFAR10_BATCHES["train"], *CIFAR10_BATCHES["test"]):
+            records = rng.integers(0, 256, (10_000, 1 + 3 * 32 * 32), dtype=np.uint8)
+            records[:, 0] %= 10
+            info = tarfile.TarInfo(name)
+            info.size = records.nbytes
+            archive.addfile(info, io.BytesIO(records.tobytes()))
+    return {CIFAR10_ARCHIVE: buffer.getvalue()}
+
+
 # Adult's categorical columns and their numbers of values in adult.data (income last, sex and income named).
 _ADULT_LEVELS = {"workclass": 8, "education": 16, "marital-status": 7, "occupation": 14, "relationship": 6,
                  "race": 5, "sex": ("Male", "Female"), "native-country": 41, "income": ("<=50K", ">50K")}
@@ -236,4 +260,5 @@ def _citeseer_fixture(rng: np.random.Generator) -> dict[str, bytes]:
     return {"ind.citeseer.graph": pickle.dumps(adjacency, protocol=2)}
 
 
-_FIXTURES = {"mnist": _mnist_fixture, "adult": _adult_fixture, "citeseer": _citeseer_fixture}
+_FIXTURES = {"mnist": _mnist_fixture, "fashion_mnist": _mnist_fixture, "cifar10": _cifar10_fixture,
+             "adult": _adult_fixture, "citeseer": _citeseer_fixture}

@@ -136,8 +136,12 @@ def main(argv: list[str]) -> int:
     if all(r["ok"] for r in report):
         table = cost_table()
         print(table)
-        for page in COST_PAGES:
-            rewrite_between(page, COST_MARKERS, table)
+        missing = sorted(set(chapters()) - {path.stem for path in COST.glob("*.jsonl")})
+        if missing:  # a partial run in a fresh clone: the pages keep their table rather than lose rows
+            print(f"cost table not written into {', '.join(p.name for p in COST_PAGES)}: no ledger of {missing}")
+        else:
+            for page in COST_PAGES:
+                rewrite_between(page, COST_MARKERS, table)
         return 0
     return 1
 

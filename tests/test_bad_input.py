@@ -289,6 +289,8 @@ SPECS: dict[str, Spec] = {
                                       {"dataset": "choice"}),
     "ebmlib.data.read_idx": Spec(D.read_idx, lambda dt: dict(data=bytes([0, 0, 8, 1, 0, 0, 0, 2, 7, 9])),
                                  {"data": "bytes str"}),
+    "ebmlib.data.read_cifar_records": Spec(D.read_cifar_records, lambda dt: dict(data=bytes(3073)),
+                                           {"data": "bytes str"}),
     # --- data: tables, mixtures ---
     "ebmlib.data.sample_rings": Spec(D.sample_rings, lambda dt: dict(n=5, dtype=dt), {"n": COUNT, "dtype": "intdtype"}),
     "ebmlib.data.ring_plot_coordinates": Spec(D.ring_plot_coordinates,
@@ -409,8 +411,10 @@ SPECS.update({
                                             lambda dt: dict(x=_bits(torch.float32, 3, 6)), {"x": "ndim cols list"}),
     "ebmlib.nets.conv_features": Spec(NN.conv_features, lambda dt: dict(width=2, out_channels=2),
                                       {"width": COUNT, "out_channels": COUNT}),
-    "ebmlib.nets.ConvEnergy": Spec(NN.ConvEnergy, lambda dt: dict(image_size=8, channels=1, nf=2, n_down=1),
-                                   {"image_size": COUNT, "channels": COUNT, "nf": COUNT, "n_down": NONNEG}),
+    "ebmlib.nets.ConvEnergy": Spec(NN.ConvEnergy, lambda dt: dict(image_size=8, channels=1, nf=2, n_down=1,
+                                                                  doubling=False),
+                                   {"image_size": COUNT, "channels": COUNT, "nf": COUNT, "n_down": NONNEG,
+                                    "doubling": "str"}),
     "ebmlib.nets.ConvEnergy.forward": Spec(lambda x: NN.ConvEnergy(8, 1, nf=2, n_down=1)(x),
                                            lambda dt: dict(x=torch.rand(2, 1, 8, 8)), {"x": META}),
     "ebmlib.nets.FeatureClassifier": Spec(NN.FeatureClassifier, lambda dt: dict(image_size=8, channels=1, n_classes=3,
@@ -1015,7 +1019,8 @@ EXCLUDED = {
     # readers of downloaded files: tested with fixture files in tests/test_data.py and tests/test_fetch.py
     # (a checksum mismatch raises a ValueError naming the checksum's argument)
     "ebmlib.data.load_citeseer_ego": "file reader", "ebmlib.data.load_mnist": "file reader",
-    "ebmlib.data.load_adult": "file reader",
+    "ebmlib.data.load_adult": "file reader", "ebmlib.data.load_fashion_mnist": "file reader",
+    "ebmlib.data.load_cifar10": "file reader",
     # the command line: argparse reports bad arguments and exits with status 2, the convention of CLIs
     "ebmlib.bench.main": "command line",
     "ebmlib.bench.check_energy": "validator", "ebmlib.bench.check_task": "validator",

@@ -185,7 +185,7 @@ def test_fetch_without_any_source_says_what_to_do(cache, monkeypatch):
     with pytest.raises(RuntimeError, match=r"127\.0\.0\.1:9/x\.bin.*copy a file with that SHA-256 there"):
         fetch_dataset("adult")
     with pytest.raises(ValueError, match="dataset must be one of"):
-        fetch_dataset("cifar10")
+        fetch_dataset("celeba")
     with pytest.raises(ValueError, match="name must be a file of 'mnist'"):
         remote_file("mnist", "adult.data")
 
@@ -198,7 +198,7 @@ def test_data_home_is_ebmlib_data_or_the_user_cache(monkeypatch, tmp_path):
 
 
 def test_registry_pins_a_sha256_and_https_sources_for_every_file():
-    assert sorted(REMOTE_FILES) == ["adult", "citeseer", "inception", "mnist"]
+    assert sorted(REMOTE_FILES) == ["adult", "cifar10", "citeseer", "fashion_mnist", "inception", "mnist"]
     for dataset, remotes in REMOTE_FILES.items():
         assert [r.name for r in remotes] == list(dict.fromkeys(r.name for r in remotes)), dataset
         for r in remotes:
@@ -208,7 +208,8 @@ def test_registry_pins_a_sha256_and_https_sources_for_every_file():
             # eight hex digits of the SHA-256>.pth", which ties each URL to the pinned digest.
             ending = f"-{r.sha256[:8]}.pth" if dataset == "inception" else f"/{r.name}"
             assert all(u.endswith(ending) for u in r.urls), r.name
-    assert {r.name for r in REMOTE_FILES["mnist"]} == {n for names in MNIST_FILES.values() for n in names}
+    for dataset in ("mnist", "fashion_mnist"):
+        assert {r.name for r in REMOTE_FILES[dataset]} == {n for names in MNIST_FILES.values() for n in names}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,27 +1,35 @@
-"""Tests of ebmlib.images: preprocessing, the digits loader, procedural ellipses, the MNIST IDX loader.
+"""Tests of ebmlib.images: preprocessing, the digits loader, procedural ellipses, the MNIST, Fashion-MNIST and
+CIFAR-10 loaders.
 
-The MNIST loader is tested on tiny IDX files written here; no test downloads anything.
+The file loaders are tested on tiny files of the published formats written here; no test downloads anything.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import tarfile
 
 import numpy as np
 import pytest
 import torch
 
 from ebmlib.data import (
+    CIFAR10_ARCHIVE,
+    CIFAR10_BATCHES,
     DIGITS_LEVELS,
     MNIST_FILES,
     dequantise,
     ellipse_dataset,
     inverse_logit_transform,
+    load_cifar10,
     load_digits_levels,
+    load_fashion_mnist,
     load_mnist,
     logit_transform,
     preprocess,
+    read_cifar_records,
     read_idx,
     render_ellipses,
 )
@@ -145,3 +153,44 @@ def test_image_grid_tiles_samples():
     assert grid.shape == (2 * 9 + 1, 3 * 9 + 1) and grid.min() >= 0 and grid.max() <= 1
     with pytest.raises(ValueError, match="columns"):
         image_grid(torch.zeros(5, 63), (8, 8), nrow=3)
+
+
+def test_fashion_mnist_reads_mnist_format_against_its_own_checksums(mnist_fixture):
+    root, images, labels, checksums = mnist_fixture
+    x, y = load_fashion_mnist(root, "test", checksums=checksums)
+    assert np.array_equal(x[:, 0].numpy(), images) and np.array_equal(y.numpy(), labels)
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_fashion_mnist(root, "test")  # pinned to Fashion-MNIST's published files, not these
+
+
+def _cifar_records(rng, n):
+    labels = rng.integers(0, 10, n, dtype=np.uint8)
+    images = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+    return np.concatenate([labels[:, None], images.reshape(n, -1)], axis=1).tobytes(), images, labels
+
+
+def test_cifar10_loader_reads_the_binary_archive(tmp_path):
+    rng = np.random.default_rng(0)
+    members, expected = {}, {}
+    for split, names in CIFAR10_BATCHES.items():
+        parts = [_cifar_records(rng, 3) for _ in names]
+        members.update({name: raw for name, (raw, _, _) in zip(names, parts)})
+        expected[split] = (np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]))
+    with tarfile.open(tmp_path / CIFAR10_ARCHIVE, "w:gz") as archive:
+        for name, raw in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            archive.addfile(info, io.BytesIO(raw))
+    checksums = {CIFAR10_ARCHIVE: hashlib.sha256((tmp_path / CIFAR10_ARCHIVE).read_bytes()).hexdigest()}
+    for split, (images, labels) in expected.items():
+        x, y = load_cifar10(tmp_path, split, checksums=checksums)
+        assert x.shape == (len(labels), 3, 32, 32) and x.dtype == torch.uint8 and y.dtype == torch.long
+        assert np.array_equal(x.numpy(), images) and np.array_equal(y.numpy(), labels)
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_cifar10(tmp_path, "test")
+    with pytest.raises(ValueError, match="split"):
+        load_cifar10(tmp_path, "validation", checksums=checksums)
+    with pytest.raises(ValueError, match="whole CIFAR-10 records"):
+        read_cifar_records(bytes(3072))
+    with pytest.raises(ValueError, match="label 10"):
+        read_cifar_records(bytes([10]) + bytes(3072))

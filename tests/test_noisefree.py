@@ -313,6 +313,18 @@ def test_image_energy_and_classifier_shapes():
     assert x_k.shape == images.shape
 
 
+
+def test_conv_energy_has_the_papers_filters():
+    """Table 2 of the noise-free paper: MNIST keeps 2 nf filters, CIFAR-10 doubles them at every stride 2."""
+    def filters(net):
+        return [layer.out_channels for layer in net.features if isinstance(layer, torch.nn.Conv2d)]
+
+    assert filters(ConvEnergy(32, 1, nf=32, n_down=3)) == [32, 64, 64, 64]
+    cifar = ConvEnergy(32, 3, nf=64, n_down=3, doubling=True)
+    assert filters(cifar) == [64, 128, 256, 512] and cifar.head.in_features == 512 * 4 * 4
+    assert cifar(torch.randn(2, 3, 32, 32)).shape == (2,)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Fréchet distance
 # ---------------------------------------------------------------------------------------------------------

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from ebmlib.data import REMOTE_FILES, load_adult, load_citeseer_ego, load_mnist
+from ebmlib.data import (
+    REMOTE_FILES,
+    load_adult,
+    load_cifar10,
+    load_citeseer_ego,
+    load_fashion_mnist,
+    load_mnist,
+)
 from ebmlib.scale import run_dir, runs_home, smoke_cap, smoke_data, smoke_run
 
 
@@ -81,7 +88,7 @@ def test_smoke_cap_keeps_the_first_repetitions_only_in_the_smoke_run(monkeypatch
 def test_smoke_data_feeds_the_real_loaders_files_of_the_published_shapes(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("EBMLIB_DATA", str(tmp_path))  # restored after the test, as are the registry entries
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the fixture folder (57 MB) goes with tmp_path
-    for dataset in ("mnist", "adult", "citeseer"):
+    for dataset in ("mnist", "fashion_mnist", "cifar10", "adult", "citeseer"):
         monkeypatch.setitem(REMOTE_FILES, dataset, REMOTE_FILES[dataset])
     monkeypatch.delenv("EBMLIB_SMOKE", raising=False)
     assert smoke_data("mnist") is None and REMOTE_FILES["mnist"][0].urls  # outside the smoke run: nothing
@@ -96,7 +103,20 @@ def test_smoke_data_feeds_the_real_loaders_files_of_the_published_shapes(monkeyp
     assert 29_000 < table.rows().shape[0] < 32_561  # rows with "?" dropped
     assert len(load_citeseer_ego(n_graphs=200, seed=0)) == 200
     with pytest.raises(ValueError, match="datasets"):
-        smoke_data("cifar")
+        smoke_data("celeba")
+
+
+def test_smoke_data_of_the_other_image_sets(monkeypatch, tmp_path):
+    monkeypatch.setenv("EBMLIB_DATA", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for dataset in ("fashion_mnist", "cifar10"):
+        monkeypatch.setitem(REMOTE_FILES, dataset, REMOTE_FILES[dataset])
+    monkeypatch.setenv("EBMLIB_SMOKE", "1")
+    smoke_data("fashion_mnist", "cifar10")
+    assert load_fashion_mnist(split="test")[0].shape == (10_000, 1, 28, 28)
+    images, labels = load_cifar10(split="train")
+    assert images.shape == (50_000, 3, 32, 32) and images.dtype == torch.uint8 and labels.max() <= 9
+    assert load_cifar10(split="test")[0].shape == (10_000, 3, 32, 32)
 
 
 def test_smoke_report_finds_nested_run_directories(tmp_path):

@@ -49,6 +49,17 @@ def _published(bases: tuple[str, ...], name: str, sha256: str, size: int) -> Rem
 # tensorflow/datasets, tensorflow_datasets/url_checksums/mnist.txt (commit 31f1255e).
 _MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist", "https://storage.googleapis.com/cvdf-datasets/mnist")
 
+# Fashion-MNIST: MNIST's four file names and format. URLs: the data folder of the publisher's repository
+# (zalandoresearch/fashion-mnist) and, over HTTPS, the S3 bucket whose website TensorFlow Datasets and torchvision
+# download from. SHA-256 and sizes: TensorFlow Datasets' registry of the same files,
+# tensorflow_datasets/url_checksums/fashion_mnist.txt (commit 333639b3).
+_FASHION_MIRRORS = ("https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion",
+                    "https://fashion-mnist.s3.eu-central-1.amazonaws.com")
+
+# CIFAR-10, binary version: the archive published by its authors at the University of Toronto. SHA-256 and size:
+# TensorFlow Datasets' registry, tensorflow_datasets/url_checksums/cifar10.txt (commit 333639b3).
+_CIFAR10 = ("https://www.cs.toronto.edu/~kriz",)
+
 # Adult: UCI's adult.data. SHA-256 and size: TensorFlow Datasets' registry of the same URL,
 # tensorflow_datasets/url_checksums/adult.txt (commit 2b472251); several other loaders pin the same digest.
 _UCI_ADULT = ("https://archive.ics.uci.edu/ml/machine-learning-databases/adult",)
@@ -86,6 +97,20 @@ REMOTE_FILES: dict[str, tuple[RemoteFile, ...]] = {
         _published(_MNIST_MIRRORS, "t10k-labels-idx1-ubyte.gz",
                    "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4_542),
     ),
+    "fashion_mnist": (
+        _published(_FASHION_MIRRORS, "train-images-idx3-ubyte.gz",
+                   "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", 26_421_880),
+        _published(_FASHION_MIRRORS, "train-labels-idx1-ubyte.gz",
+                   "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", 29_515),
+        _published(_FASHION_MIRRORS, "t10k-images-idx3-ubyte.gz",
+                   "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", 4_422_102),
+        _published(_FASHION_MIRRORS, "t10k-labels-idx1-ubyte.gz",
+                   "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", 5_148),
+    ),
+    "cifar10": (
+        _published(_CIFAR10, "cifar-10-binary.tar.gz",
+                   "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd", 170_052_171),
+    ),
     "adult": (
         _published(_UCI_ADULT, "adult.data", "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d",
                    3_974_305),
@@ -97,8 +122,9 @@ REMOTE_FILES: dict[str, tuple[RemoteFile, ...]] = {
     "inception": (_INCEPTION,),
 }
 """Data set → its files (:class:`~ebmlib.data.RemoteFile`): what :func:`~ebmlib.data.fetch_dataset` downloads and
-what the loaders check local copies against. ``mnist`` (chapters 2 and 5), ``adult`` (chapter 3), ``citeseer``
-(Ego-small, chapters 1 and 3) and ``inception`` (the FID weights, chapter 5)."""
+what the loaders check local copies against. ``mnist`` (chapters 2 and 5), ``fashion_mnist`` and ``cifar10``
+(chapter 5), ``adult`` (chapter 3), ``citeseer`` (Ego-small, chapters 1 and 3) and ``inception`` (the FID weights,
+chapter 5)."""
 
 
 def data_home() -> Path:
@@ -127,7 +153,8 @@ def fetch_dataset(dataset: str, *, root: str | Path | None = None, mirror: str |
     Parameters
     ----------
     dataset
-        ``"mnist"``, ``"adult"``, ``"citeseer"`` or ``"inception"``.
+        A key of :data:`~ebmlib.data.REMOTE_FILES`: ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``,
+        ``"adult"``, ``"citeseer"`` or ``"inception"``.
     root
         Cache folder; default :func:`~ebmlib.data.data_home` (``EBMLIB_DATA``).
     mirror

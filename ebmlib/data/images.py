@@ -1,10 +1,12 @@
-"""Image data: scikit-learn's digits, procedural dSprites-style ellipses, MNIST (fetched on first use), and the
-dequantisation and logit transform of Nijkamp/Grathwohl-style image EBMs."""
+"""Image data: scikit-learn's digits, procedural dSprites-style ellipses, MNIST, Fashion-MNIST and CIFAR-10 (fetched
+on first use), and the dequantisation and logit transform of Nijkamp/Grathwohl-style image EBMs."""
 
 from __future__ import annotations
 
 import gzip
+import io
 import math
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -157,7 +159,19 @@ MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-"""File names of the images and labels of each split, as published."""
+"""File names of the images and labels of each split, as published (MNIST and Fashion-MNIST alike)."""
+
+CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
+"""The published archive of CIFAR-10's binary version (the pickled Python version is not read: unpickling runs
+code)."""
+
+CIFAR10_BATCHES = {
+    "train": tuple(f"cifar-10-batches-bin/data_batch_{i}.bin" for i in range(1, 6)),
+    "test": ("cifar-10-batches-bin/test_batch.bin",),
+}
+"""Members of :data:`~ebmlib.data.CIFAR10_ARCHIVE` holding each split, 10,000 records each."""
+
+_CIFAR_RECORD = 1 + 3 * 32 * 32  # a label byte, then the red, green and blue 32×32 planes row by row
 
 
 def read_idx(data: bytes) -> np.ndarray:
@@ -172,13 +186,54 @@ def read_idx(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _verified_bytes(path: Path, expected: str | None) -> bytes:
+def read_cifar_records(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Parse records of CIFAR-10's binary version: each a label byte and 3,072 pixel bytes (channels first).
+
+    Returns
+    -------
+    images, labels
+        ``(N, 3, 32, 32)`` and ``(N,)`` ``uint8`` arrays.
+    """
+    if not data or len(data) % _CIFAR_RECORD:
+        raise ValueError(f"data: {len(data)} bytes are not whole CIFAR-10 records of {_CIFAR_RECORD} bytes")
+    records = np.frombuffer(data, dtype=np.uint8).reshape(-1, _CIFAR_RECORD)
+    labels = records[:, 0]
+    if labels.max() > 9:
+        raise ValueError(f"data: label {int(labels.max())} outside CIFAR-10's 0-9")
+    return records[:, 1:].reshape(-1, 3, 32, 32), labels
+
+
+def _verified_file(folder: Path, name: str, checksums: dict[str, str], dataset: str) -> bytes:
+    path = folder / name
     if not path.exists():
-        raise ValueError(f"root: {path} does not exist; copy MNIST's IDX files into root, or pass root=None to "
+        raise ValueError(f"root: {path} does not exist; copy the files of {dataset!r} into root, or pass root=None to "
                          "fetch them")
-    if expected is None:
-        raise ValueError(f"checksums: no SHA-256 given for {path.name}")
-    return gzip.decompress(read_verified(path, expected, argument="checksums"))
+    if checksums.get(name) is None:
+        raise ValueError(f"checksums: no SHA-256 given for {name}")
+    return read_verified(path, checksums[name], argument="checksums")
+
+
+def _files_and_folder(dataset: str, names: tuple[str, ...], root: str | Path | None,
+                      checksums: dict[str, str] | None) -> tuple[Path, dict[str, str]]:
+    """The folder to read ``names`` from (fetched when ``root`` is None) and their SHA-256 (pinned by default)."""
+    if checksums is None:
+        checksums = {name: remote_file(dataset, name).sha256 for name in names}
+    elif not isinstance(checksums, dict):
+        raise ValueError(f"checksums must be a dict of file name -> SHA-256, got {checksums!r}")
+    return (fetch_dataset(dataset) if root is None else Path(root)), checksums
+
+
+def _load_idx_split(dataset: str, root: str | Path | None, split: str,
+                    checksums: dict[str, str] | None) -> tuple[Tensor, Tensor]:
+    if split not in MNIST_FILES:
+        raise ValueError(f"split must be one of {tuple(MNIST_FILES)}, got {split!r}")
+    folder, checksums = _files_and_folder(dataset, MNIST_FILES[split], root, checksums)
+    image_file, label_file = MNIST_FILES[split]
+    images = read_idx(gzip.decompress(_verified_file(folder, image_file, checksums, dataset)))
+    labels = read_idx(gzip.decompress(_verified_file(folder, label_file, checksums, dataset)))
+    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+        raise ValueError(f"root: images {images.shape} and labels {labels.shape} do not match")
+    return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
 def load_mnist(root: str | Path | None = None, split: str = "train", *,
@@ -200,17 +255,48 @@ def load_mnist(root: str | Path | None = None, split: str = "train", *,
     images, labels
         ``(N, 1, 28, 28)`` ``torch.uint8`` levels 0–255 and ``(N,)`` ``torch.long`` labels.
     """
-    if split not in MNIST_FILES:
-        raise ValueError(f"split must be one of {tuple(MNIST_FILES)}, got {split!r}")
-    if checksums is None:
-        checksums = {name: remote_file("mnist", name).sha256 for name in MNIST_FILES[split]}
-    folder = fetch_dataset("mnist") if root is None else Path(root)
-    image_file, label_file = MNIST_FILES[split]
-    images = read_idx(_verified_bytes(folder / image_file, checksums.get(image_file)))
-    labels = read_idx(_verified_bytes(folder / label_file, checksums.get(label_file)))
-    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-        raise ValueError(f"root: images {images.shape} and labels {labels.shape} do not match")
-    return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+    return _load_idx_split("mnist", root, split, checksums)
+
+
+def load_fashion_mnist(root: str | Path | None = None, split: str = "train", *,
+                       checksums: dict[str, str] | None = None) -> tuple[Tensor, Tensor]:
+    """Load Fashion-MNIST (Zalando's 28×28 clothing images, MNIST's file names and format), verifying each
+    file's SHA-256 first. Parameters and returns as :func:`~ebmlib.data.load_mnist`, with the checksums of
+    :data:`~ebmlib.data.REMOTE_FILES` ``["fashion_mnist"]``."""
+    return _load_idx_split("fashion_mnist", root, split, checksums)
+
+
+def load_cifar10(root: str | Path | None = None, split: str = "train", *,
+                 checksums: dict[str, str] | None = None) -> tuple[Tensor, Tensor]:
+    """Load CIFAR-10 from the archive of its binary version, verifying the archive's SHA-256 first.
+
+    Parameters
+    ----------
+    root
+        Folder holding :data:`~ebmlib.data.CIFAR10_ARCHIVE` (a local copy); ``None``: the cache of
+        :func:`~ebmlib.data.fetch_dataset`, which downloads it (170 MB) on first use.
+    split
+        ``"train"`` (50,000) or ``"test"`` (10,000).
+    checksums
+        File name → SHA-256; defaults to the pinned one of :data:`~ebmlib.data.REMOTE_FILES` ``["cifar10"]``.
+
+    Returns
+    -------
+    images, labels
+        ``(N, 3, 32, 32)`` ``torch.uint8`` levels 0–255 (RGB) and ``(N,)`` ``torch.long`` labels.
+    """
+    if split not in CIFAR10_BATCHES:
+        raise ValueError(f"split must be one of {tuple(CIFAR10_BATCHES)}, got {split!r}")
+    folder, checksums = _files_and_folder("cifar10", (CIFAR10_ARCHIVE,), root, checksums)
+    raw = _verified_file(folder, CIFAR10_ARCHIVE, checksums, "cifar10")
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as archive:
+        try:
+            parts = [read_cifar_records(archive.extractfile(name).read()) for name in CIFAR10_BATCHES[split]]
+        except KeyError as error:
+            raise ValueError(f"root: {CIFAR10_ARCHIVE} lacks {error}") from error
+    images = np.concatenate([images for images, _ in parts])
+    labels = np.concatenate([labels for _, labels in parts])
+    return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
 
 
 def preprocess(levels: Tensor, n_levels: int, *, generator: torch.Generator | None = None) -> Tensor:

@@ -25,10 +25,12 @@ def conv_features(width: int = 16, out_channels: int = 16) -> nn.Sequential:
 
 class ConvEnergy(nn.Module):
     """The paper's image energy (Table 2): a 3×3 convolution with ``nf`` filters (stride 1), ``n_down`` 4×4
-    convolutions with ``2 nf`` filters (stride 2, padding 1), Swish (SiLU) after each, then a linear map of the
-    flattened features to a scalar.
+    convolutions (stride 2, padding 1) with ``2 nf`` filters each, or ``2 nf, 4 nf, 8 nf, …`` with
+    ``doubling``, Swish (SiLU) after each, then a linear map of the flattened features to a scalar.
 
-    The MNIST network is ``ConvEnergy(32, 1, nf=32, n_down=3)``; ``n_down=2`` suits 8×8 digits.
+    The paper's networks: MNIST and Fashion-MNIST ``ConvEnergy(32, 1, nf=32, n_down=3)``, CIFAR-10
+    ``ConvEnergy(32, 3, nf=64, n_down=3, doubling=True)``, CelebA ``ConvEnergy(64, 3, nf=32, n_down=4,
+    doubling=True)``; ``n_down=2`` suits 8×8 digits.
 
     Parameters
     ----------
@@ -40,9 +42,13 @@ class ConvEnergy(nn.Module):
         Base number of filters.
     n_down
         Number of stride-2 convolutions.
+    doubling
+        Double the filters at every stride-2 convolution (``2**(k+1) nf`` at the ``k``-th) instead of keeping
+        ``2 nf``.
     """
 
-    def __init__(self, image_size: int, channels: int = 1, *, nf: int = 32, n_down: int = 3) -> None:
+    def __init__(self, image_size: int, channels: int = 1, *, nf: int = 32, n_down: int = 3,
+                 doubling: bool = False) -> None:
         super().__init__()
         check_int(image_size, "image_size", minimum=1)
         check_int(channels, "channels", minimum=1)
@@ -50,11 +56,14 @@ class ConvEnergy(nn.Module):
         check_int(n_down, "n_down", minimum=0)
         if image_size % 2**n_down:
             raise ValueError(f"image_size must be divisible by 2**n_down = {2**n_down}, got {image_size}")
+        if not isinstance(doubling, bool):
+            raise ValueError(f"doubling must be a bool, got {doubling!r}")
         layers: list[nn.Module] = [nn.Conv2d(channels, nf, 3, 1, 1), nn.SiLU()]
         width = nf
-        for _ in range(n_down):
-            layers += [nn.Conv2d(width, 2 * nf, 4, 2, 1), nn.SiLU()]
-            width = 2 * nf
+        for k in range(n_down):
+            out = nf * 2 ** (k + 1) if doubling else 2 * nf
+            layers += [nn.Conv2d(width, out, 4, 2, 1), nn.SiLU()]
+            width = out
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(width * (image_size // 2**n_down) ** 2, 1)
         self.event_shape = (channels, image_size, image_size)
