@@ -8,6 +8,10 @@ A flow is an invertible map ``x = T(z)`` pushing a base density ``ρ`` forward; 
 shift networks have a zero output layer, so a freshly built flow is exactly ``T = Id`` and ``λ = ρ``: the
 initialisation flowMC-EBM needs, where the flow starts equal to the tilted EBM ``e^{-E_{θ0}} ρ`` with ``E_{θ0} ≡
 0``. :func:`~ebmlib.flows.flow_ml_step` fits a flow to samples by maximum likelihood.
+
+For images (``image_shape=(C, H, W)``) the couplings alternate checkerboard and channel masks and compute the
+scale and shift with convolutions, as RealNVP does on images; the flow still maps flattened ``(B, C·H·W)``
+vectors, so it plugs into every sampler and loss that takes a :class:`~ebmlib.flows.RealNVP`.
 """
 
 from __future__ import annotations
@@ -39,12 +43,17 @@ class AffineCoupling(nn.Module):
     mask
         Binary tensor ``(d,)`` with at least one 0 and one 1.
     hidden_dims
-        Hidden widths of the network computing ``(s, t)`` from the conditioning coordinates.
+        Hidden widths of the network computing ``(s, t)`` from the conditioning coordinates: an MLP, or with
+        ``image_shape`` the channels of 3×3 convolutions (SiLU between them) that see the masked image and the
+        mask.
     max_log_scale
         The clamp ``c``.
+    image_shape
+        ``(C, H, W)`` with ``C·H·W = d``: the coordinates are the pixels of an image, flattened channel first.
     """
 
-    def __init__(self, mask: Tensor, hidden_dims: Sequence[int], max_log_scale: float = 3.0) -> None:
+    def __init__(self, mask: Tensor, hidden_dims: Sequence[int], max_log_scale: float = 3.0,
+                 image_shape: Sequence[int] | None = None) -> None:
         super().__init__()
         check_tensor(mask, "mask", ndim=1)
         if not ((mask == 0) | (mask == 1)).all() or mask.min() != 0 or mask.max() != 1:
@@ -52,8 +61,13 @@ class AffineCoupling(nn.Module):
         dim = mask.shape[0]
         self.register_buffer("mask", mask.float())
         self.max_log_scale = check_positive(max_log_scale, "max_log_scale")
-        self.net = MLP(dim, 2 * dim, hidden_dims, activation="silu")
-        last = self.net.net[-1]
+        self.image_shape = None if image_shape is None else check_image_shape(image_shape, dim)
+        if self.image_shape is None:
+            self.net = MLP(dim, 2 * dim, hidden_dims, activation="silu")
+            last = self.net.net[-1]
+        else:
+            self.net = _conv_net(self.image_shape[0], hidden_dims)
+            last = self.net[-1]
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
 
@@ -61,7 +75,12 @@ class AffineCoupling(nn.Module):
         check_tensor(x, name, shape=(None, self.mask.shape[0]), floating=True, finite=False)
 
     def _scale_shift(self, z_cond: Tensor) -> tuple[Tensor, Tensor]:
-        raw_s, t = self.net(z_cond).chunk(2, dim=-1)
+        if self.image_shape is None:
+            raw_s, t = self.net(z_cond).chunk(2, dim=-1)
+        else:
+            image = z_cond.reshape(-1, *self.image_shape)
+            mask = self.mask.to(z_cond.dtype).reshape(self.image_shape)[:1].expand(image.shape[0], -1, -1, -1)
+            raw_s, t = (part.flatten(1) for part in self.net(torch.cat([image, mask], 1)).chunk(2, dim=1))
         s = self.max_log_scale * torch.tanh(raw_s / self.max_log_scale)
         free = 1 - self.mask
         return s * free, t * free
@@ -80,11 +99,46 @@ class AffineCoupling(nn.Module):
         return (x - t) * torch.exp(-s), -s.sum(-1)
 
 
+def check_image_shape(image_shape: Sequence[int], dim: int | None = None) -> tuple[int, int, int]:
+    """``image_shape`` as ``(C, H, W)`` if it is three positive integers (whose product is ``dim``, when given);
+    otherwise a ``ValueError`` naming ``image_shape``."""
+    if isinstance(image_shape, (str, bytes)) or not isinstance(image_shape, Sequence) or len(image_shape) != 3 or any(
+            isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in image_shape):
+        raise ValueError(f"image_shape must be three positive integers (C, H, W), got {image_shape!r}")
+    if dim is not None and math.prod(image_shape) != dim:
+        raise ValueError(f"image_shape must hold dim = {dim} values (C·H·W), got {tuple(image_shape)}")
+    return tuple(image_shape)
+
+
+def _conv_net(channels: int, hidden: Sequence[int]) -> nn.Sequential:
+    """3×3 convolutions from ``channels + 1`` (the masked image and the mask) through ``hidden`` to
+    ``2 · channels`` (log-scale and shift per pixel), SiLU between them."""
+    widths = [channels + 1, *(check_int(w, f"hidden_dims[{i}]", minimum=1) for i, w in enumerate(hidden)), 2 * channels]
+    layers: list[nn.Module] = []
+    for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Conv2d(w_in, w_out, 3, padding=1))
+        if i < len(widths) - 2:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+def image_masks(image_shape: Sequence[int], n_layers: int) -> list[Tensor]:
+    """The masks of RealNVP on images (Dinh et al., 2017, Fig. 3), flattened to ``(C·H·W,)``: a checkerboard and
+    its complement, then (for ``C ≥ 2``) the first half of the channels and its complement, repeated."""
+    c, h, w = check_image_shape(image_shape)
+    check_int(n_layers, "n_layers", minimum=1)
+    board = ((torch.arange(h)[:, None] + torch.arange(w)[None, :]) % 2 == 0).float().expand(c, h, w)
+    channel = (torch.arange(c) < c // 2).float()[:, None, None].expand(c, h, w)
+    cycle = [board, 1 - board] + ([channel, 1 - channel] if c >= 2 else [])
+    return [cycle[i % len(cycle)].reshape(-1).clone() for i in range(n_layers)]
+
+
 class RealNVP(nn.Module):
     r"""RealNVP flow ``x = T(z)``, ``z ~ ρ = N(0, σ² I_d)``, from alternating affine coupling layers.
 
     For ``d = 2`` the masks alternate between the two coordinates; for larger ``d`` between the first and the
-    second half (each coordinate is transformed by every other layer).
+    second half (each coordinate is transformed by every other layer); for images, those of
+    :func:`~ebmlib.flows.image_masks` with convolutional scale/shift networks.
 
     Parameters
     ----------
@@ -96,20 +150,25 @@ class RealNVP(nn.Module):
         Hidden widths of each layer's scale/shift network (the paper: three layers of 16 in 2D).
     base_std
         ``σ`` of the base ``ρ``; the paper uses the largest per-coordinate standard deviation of the target.
+    image_shape
+        ``(C, H, W)`` with ``C·H·W = d``: a flow of images (flattened channel first); ``hidden_dims`` are then
+        the channels of each coupling's convolutions.
     """
 
     def __init__(self, dim: int, n_layers: int = 4, hidden_dims: Sequence[int] = (16, 16, 16),
-                 base_std: float = 1.0) -> None:
+                 base_std: float = 1.0, image_shape: Sequence[int] | None = None) -> None:
         super().__init__()
         check_int(dim, "dim", minimum=2)
         check_int(n_layers, "n_layers", minimum=1)
         self.dim = dim
         # float64, so that .double() keeps σ exact; a 0-dim tensor does not promote float32 computations.
         self.register_buffer("base_std", torch.tensor(check_positive(base_std, "base_std"), dtype=torch.float64))
-        first = (torch.arange(dim) < dim // 2).float()
-        self.layers = nn.ModuleList(
-            AffineCoupling(first if i % 2 == 0 else 1 - first, hidden_dims) for i in range(n_layers)
-        )
+        if image_shape is None:
+            first = (torch.arange(dim) < dim // 2).float()
+            masks = [first if i % 2 == 0 else 1 - first for i in range(n_layers)]
+        else:
+            masks = image_masks(check_image_shape(image_shape, dim), n_layers)
+        self.layers = nn.ModuleList(AffineCoupling(mask, hidden_dims, image_shape=image_shape) for mask in masks)
 
     def _check_points(self, x: Tensor, name: str) -> None:
         check_tensor(x, name, shape=(None, self.dim), floating=True, finite=False)

@@ -1021,8 +1021,8 @@ def _flow_ebm_args(dt: torch.dtype) -> dict[str, Any]:
     flow = _flow(dt)
     return dict(method="flowmc", pool=torch.randn(8, 2, dtype=dt), n_chains=4, n_steps=3, step_size=0.1, flow=flow,
                 flow_optimizer=torch.optim.SGD(flow.parameters(), lr=1e-3), n_local=1, n_particles=3,
-                record_steps=[2, 3], target_accept=0.6, flow_steps=1, energy_fn=ScaledQuadratic(1.0, dt),
-                x_pos=torch.randn(6, 2, dtype=dt))
+                record_steps=[2, 3], target_accept=0.6, flow_steps=1, energy_l2=1e-4,
+                energy_fn=ScaledQuadratic(1.0, dt), x_pos=torch.randn(6, 2, dtype=dt))
 
 
 def _gwg_step(energy_fn: Callable, y: Tensor, index: Tensor, free: Tensor, temperature: float) -> tuple:
@@ -1450,16 +1450,17 @@ REGISTRY: dict[str, Entry] = {
         target_flow_maximum_likelihood, random=False),
     "FlowEBMLoss": Entry(
         Spec(lambda method, pool, n_chains, n_steps, step_size, flow, flow_optimizer, n_local, n_particles,
-             record_steps, target_accept, flow_steps, energy_fn, x_pos:
+             record_steps, target_accept, flow_steps, energy_l2, energy_fn, x_pos:
              L.FlowEBMLoss(method, pool, n_chains=n_chains, n_steps=n_steps, step_size=step_size, flow=flow,
                            flow_optimizer=flow_optimizer, n_local=n_local, n_particles=n_particles,
                            record_steps=record_steps, target_accept=target_accept,
-                           flow_steps=flow_steps)(energy_fn, x_pos),
+                           flow_steps=flow_steps, energy_l2=energy_l2)(energy_fn, x_pos),
              _flow_ebm_args,
              {"method": "choice", "pool": "nan inf ndim flat int list", "n_chains": COUNT + " huge",
               "n_steps": COUNT, "step_size": STEP, "flow": "object", "flow_optimizer": "object", "n_local": NONNEG,
               "n_particles": COUNT, "record_steps": "empty seqneg seqstr", "target_accept": PROB,
-              "flow_steps": COUNT, "energy_fn": EFN, "x_pos": "nan inf cols int list"}),
+              "flow_steps": COUNT, "energy_l2": "negative nan inf str", "energy_fn": EFN,
+              "x_pos": "nan inf cols int list"}),
         target_flow_ebm_loss, steps="n_steps"),
     # --- the tabular objectives ---
     "mixed_noise": Entry(Spec(L.mixed_noise, lambda dt: dict(n=6, n_numeric=1, n_classes=N_CLASSES, dtype=dt,

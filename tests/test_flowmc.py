@@ -265,6 +265,30 @@ def test_training_step_moves_chains_and_fits_the_flow():
     assert next(iter(optimizer.state.values()))["step"].item() == 3  # three ML steps on the same negatives
 
 
+def test_the_energy_penalty_acts_on_the_untilted_energy():
+    """App. C.6: λ Σ E(x⁻)² + E(x⁺)² with E = U + log ρ; at initialisation E ≡ 0, so the penalty is 0 however
+    large the tilt U = -log ρ is (about 2 nats per point here)."""
+    flow = RealNVP(2, base_std=1.5)
+    energy = TiltedEnergy(toy_energy_net(2, (16, 16)), 2, base_std=1.5)
+    x_data, _ = TARGET.sample(64)
+    pool = flow.sample(64).detach()
+
+    def loss(energy_l2):
+        torch.manual_seed(0)
+        loss_fn = FlowEBMLoss("ula", pool.clone(), n_chains=32, n_steps=3, step_size=0.1, flow=flow,
+                              flow_optimizer=torch.optim.Adam(flow.parameters()), energy_l2=energy_l2)
+        return loss_fn(energy, x_data)
+
+    plain, (penalised, logs) = loss(0.0)[0], loss(1e-4)
+    assert float(logs["energy_l2"]) == 0 and torch.equal(plain, penalised)
+    with torch.no_grad():
+        energy.net.net[-1].bias.fill_(2.0)  # E ≡ 2 everywhere
+    _, logs = loss(1e-4)
+    assert float(logs["energy_l2"]) == pytest.approx(4.0 * (64 + 32))  # Σ over x⁺ (64) and x⁻ (32) of 2²
+    with pytest.raises(ValueError, match="energy_l2"):
+        FlowEBMLoss("ula", pool, n_chains=8, n_steps=1, step_size=0.1, energy_l2=1e-4)
+
+
 def test_coopflow_starts_fresh_chains_from_the_flow_and_fits_it_to_the_revised_samples():
     torch.manual_seed(0)
     flow = RealNVP(2, base_std=1.5)

@@ -1,11 +1,12 @@
-"""RealNVP: identity at initialisation, invertibility, log-determinants, normalisation, maximum likelihood."""
+"""RealNVP: identity at initialisation, invertibility, log-determinants, normalisation, maximum likelihood; the
+same for the image flow (checkerboard and channel masks, convolutional couplings)."""
 
 import math
 
 import pytest
 import torch
 
-from ebmlib.flows import AffineCoupling, RealNVP, flow_ml_step
+from ebmlib.flows import AffineCoupling, RealNVP, flow_ml_step, image_masks
 from ebmlib.utils import grid_2d
 
 
@@ -93,3 +94,39 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="n"):
         flow.sample(0)
     assert math.isfinite(flow.log_prob(torch.zeros(1, 2)).item())
+
+
+IMAGE = (2, 4, 4)  # C·H·W = 32 pixels: small enough for an exact Jacobian
+
+
+def test_image_masks_alternate_checkerboard_and_channels():
+    board, inverse, first, second = (m.reshape(IMAGE) for m in image_masks(IMAGE, 4))
+    assert board[0, 0, 0] == 1 and board[0, 0, 1] == 0 and board[0, 1, 0] == 0 and torch.equal(inverse, 1 - board)
+    assert first[0].eq(1).all() and first[1].eq(0).all() and torch.equal(second, 1 - first)
+    one_channel = image_masks((1, 4, 4), 3)  # no channel mask: the checkerboard again
+    assert torch.equal(one_channel[2], one_channel[0]) and torch.equal(one_channel[1], 1 - one_channel[0])
+
+
+def test_an_image_flow_is_the_identity_at_first_then_invertible_with_the_exact_log_det():
+    dim = math.prod(IMAGE)
+    z = torch.randn(5, dim, dtype=torch.float64)
+    assert torch.equal(RealNVP(dim, 4, (8,), image_shape=IMAGE).double()(z)[0], z)
+    flow = _random_flow(dim, scale=0.1, n_layers=4, hidden_dims=(8, 8), image_shape=IMAGE)
+    x, log_det = flow(z)
+    assert (x - z).abs().max() > 0.1
+    z_back, log_det_inv = flow.inverse(x)
+    assert (z_back - z).abs().max() < 1e-8 and (log_det + log_det_inv).abs().max() < 1e-8
+    for i in range(2):
+        jac = torch.autograd.functional.jacobian(lambda v: flow(v[None])[0][0], z[i])
+        assert torch.allclose(log_det[i], torch.linalg.slogdet(jac).logabsdet, atol=1e-8)
+    samples, log_q = flow.sample_with_log_prob(7)
+    assert samples.shape == (7, dim) and torch.allclose(log_q, flow.log_prob(samples), atol=1e-8)
+
+
+def test_image_flows_reject_shapes_that_do_not_hold_the_dimension():
+    with pytest.raises(ValueError, match="image_shape"):
+        RealNVP(32, image_shape=(2, 4, 5))
+    with pytest.raises(ValueError, match="image_shape"):
+        RealNVP(32, image_shape=(32,))
+    with pytest.raises(ValueError, match="image_shape"):
+        image_masks("abc", 2)

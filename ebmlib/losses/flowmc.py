@@ -14,7 +14,7 @@ from ebmlib.losses.contrastive import contrastive_divergence
 from ebmlib.samplers.continuous import check_adaptation, langevin
 from ebmlib.samplers.core import check_noise_scale
 from ebmlib.samplers.flow import FlowProposal, TransportMap, check_flow, flowmc, latent_mala
-from ebmlib.utils import EnergyFn, check_int, check_positive, check_tensor
+from ebmlib.utils import EnergyFn, check_int, check_positive, check_real, check_tensor
 
 FLOW_EBM_METHODS = ("flowmc", "ula", "nt", "coop")
 """Negative samplers of :class:`~ebmlib.losses.FlowEBMLoss`: flowMC-EBM, ULA-EBM, NT-EBM and CoopFlow."""
@@ -37,7 +37,10 @@ class FlowEBMLoss:
        one): in CoopFlow the flow learns from the samples the Langevin chains revised, so that it starts the
        next chains closer to the EBM;
     5. returns the contrastive-divergence loss :math:`\overline{U_\theta(x^+)} - \overline{U_\theta(x^-)}`
-       (eq. 3), whose θ-gradient is the maximum-likelihood gradient of the tilted EBM (App. B).
+       (eq. 3), whose θ-gradient is the maximum-likelihood gradient of the tilted EBM (App. B), plus, with
+       ``energy_l2 = λ > 0``, the paper's CIFAR-10 penalty (App. C.6)
+       :math:`\lambda \sum_i E_\theta(x_i^-)^2 + E_\theta(x_i^+)^2` on the untilted energy
+       :math:`E_\theta = U_\theta + \log\rho`, ``ρ`` being the flow's base (the tilt it shares).
 
     ``last_init`` and ``last_negatives`` keep the chain starts and negatives of the latest call, for the
     paper's Table 3 diagnostics; the MALA step size adapts across calls and is logged as ``step_size``.
@@ -75,12 +78,15 @@ class FlowEBMLoss:
     noise_scale
         The Langevin noise of ``"ula"`` and ``"coop"`` (``None``: :math:`\sqrt{2h}`; CoopFlow's authors advise
         0, a gradient descent on the energy).
+    energy_l2
+        ``λ ≥ 0`` of the energy penalty (needs ``flow``, whose base is the tilt; default 0: none).
     """
 
     def __init__(self, method: str, pool: Tensor, *, n_chains: int, n_steps: int, step_size: float,
                  flow: FlowProposal | None = None, flow_optimizer: torch.optim.Optimizer | None = None,
                  n_local: int = 0, n_particles: int = 2, record_steps: Sequence[int] | None = None,
-                 target_accept: float | None = 0.75, flow_steps: int = 1, noise_scale: float | None = None) -> None:
+                 target_accept: float | None = 0.75, flow_steps: int = 1, noise_scale: float | None = None,
+                 energy_l2: float = 0.0) -> None:
         if method not in FLOW_EBM_METHODS:
             raise ValueError(f"method must be one of {FLOW_EBM_METHODS}, got {method!r}")
         check_tensor(pool, "pool", ndim=2, floating=True)
@@ -108,6 +114,11 @@ class FlowEBMLoss:
         self.target_accept = target_accept
         self.flow_steps = check_int(flow_steps, "flow_steps", minimum=1)
         self.noise_scale = None if noise_scale is None else check_noise_scale(noise_scale)
+        self.energy_l2 = check_real(energy_l2, "energy_l2")
+        if self.energy_l2 < 0:
+            raise ValueError(f"energy_l2 must be >= 0, got {energy_l2!r}")
+        if self.energy_l2 and flow is None:
+            raise ValueError("energy_l2 > 0 needs flow: the untilted energy adds the log-density of its base")
         self.last_init: Tensor | None = None
         self.last_negatives: Tensor | None = None
 
@@ -132,7 +143,8 @@ class FlowEBMLoss:
             ``P ≥ 1``, the flow's learning rate ``> 0``, and the half-width ``> 0`` of ULA's uniform start.
         **kwargs
             The other arguments of :class:`~ebmlib.losses.FlowEBMLoss` (``n_chains``, ``n_steps``, ``step_size``,
-            ``n_local``, ``n_particles``, ``record_steps``, ``target_accept``, ``flow_steps``, ``noise_scale``).
+            ``n_local``, ``n_particles``, ``record_steps``, ``target_accept``, ``flow_steps``, ``noise_scale``,
+            ``energy_l2``).
         """
         if method not in FLOW_EBM_METHODS:
             raise ValueError(f"method must be one of {FLOW_EBM_METHODS}, got {method!r}")
@@ -203,6 +215,10 @@ class FlowEBMLoss:
             for _ in range(self.flow_steps):
                 logs["flow_nll"] = flow_ml_step(self.flow, self.flow_optimizer, x_neg)
         loss, cd_logs = contrastive_divergence(energy_fn, x_pos, x_neg)
+        if self.energy_l2:
+            untilted = [energy_fn(x) + self.flow.base_log_prob(x) for x in (x_pos, x_neg)]
+            penalty = sum(e.pow(2).sum() for e in untilted)
+            loss, logs["energy_l2"] = loss + self.energy_l2 * penalty, penalty.detach()
         return loss, {**cd_logs, **logs}
 
     def state_dict(self) -> dict[str, Any]:
