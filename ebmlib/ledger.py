@@ -194,10 +194,29 @@ def repeat_factor() -> float:
     return math.prod(r.full / max(len(r), 1) for r in active.values())
 
 
+_UNRECORDED = [0]  # open unrecorded() contexts
+
+
 def ledger_path() -> Path | None:
-    """The ledger file named by ``EBMLIB_COST``, or ``None`` when runs are not recorded."""
+    """The ledger file named by ``EBMLIB_COST``, or ``None`` when runs are not recorded (no ``EBMLIB_COST``, or
+    inside :func:`unrecorded`)."""
     value = os.environ.get(COST_ENV, "").strip()
-    return Path(value).expanduser() if value else None
+    return Path(value).expanduser() if value and not _UNRECORDED[0] else None
+
+
+@contextmanager
+def unrecorded() -> Iterator[None]:
+    """A context in which nothing is counted or recorded, even with ``EBMLIB_COST`` set.
+
+    For runs timed against a budget of seconds (:func:`~ebmlib.bench.advance`): a step under the
+    :class:`OperationCounter` runs many times slower than the others, and counted inside the budget it would
+    take training time from the run and make methods incomparable at equal time.
+    """
+    _UNRECORDED[0] += 1
+    try:
+        yield
+    finally:
+        _UNRECORDED[0] -= 1
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from ebmlib.bench import make_task
+from ebmlib.bench import advance, make_task, start_run
 from ebmlib.bench.cli import main
 from ebmlib.bench.cost import (
     GPUS,
@@ -33,6 +33,7 @@ from ebmlib.ledger import (
     recorded_steps,
     repeat_factor,
     repetitions,
+    unrecorded,
 )
 from ebmlib.samplers import langevin
 from ebmlib.scale import smoke_cap, study_budgets
@@ -160,6 +161,22 @@ def test_without_the_ledger_fit_counts_nothing(monkeypatch, tmp_path):
     monkeypatch.delenv("EBMLIB_COST", raising=False)
     _train(3)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_runs_timed_against_a_budget_count_and_record_nothing(monkeypatch, tmp_path):
+    """A step under the counter runs many times slower: inside a budget of seconds it would take training time
+    from the run (chapter 6 at book scale overran its budgets with the ledger on)."""
+    ledger = tmp_path / "ledger.jsonl"
+    monkeypatch.setenv("EBMLIB_COST", str(ledger))
+    with unrecorded():
+        _train(3)
+        assert [step for step in recorded_steps(3, "chains")] == [0, 1, 2]
+    assert not ledger.exists()
+    run = start_run(make_task("gray16", "ci", device="cpu", n_bits=4, hidden=8), "RM", 0)
+    advance(run, 3)
+    assert not ledger.exists()
+    _train(3)  # outside the context, recorded again
+    assert len(read_ledger(ledger)) == 1
 
 
 def test_the_cost_command_prints_a_row_per_chapter(tmp_path, capsys):

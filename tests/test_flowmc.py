@@ -107,6 +107,36 @@ def test_isir_with_a_perfect_proposal_accepts_at_rate_n_minus_1_over_n(n_particl
     assert abs(accepted.float().mean().item() - expected) < 0.015  # 5 standard errors
 
 
+class _ListedFlow:
+    """A proposal whose draws are the next rows of a fixed list (so chunked and whole draws coincide)."""
+
+    def __init__(self, rows):
+        self.rows, self.calls = rows, []
+
+    def sample_with_log_prob(self, n):
+        start = sum(self.calls)
+        self.calls.append(n)
+        return self.rows[start:start + n], self.log_prob(self.rows[start:start + n])
+
+    def log_prob(self, x):
+        return -0.5 * x.pow(2).sum(-1)
+
+
+def test_isir_draws_its_particles_in_chunks_that_change_nothing(monkeypatch):
+    import ebmlib.samplers.flow as flow_module
+
+    x, rows = torch.randn(5, 3), torch.randn(5 * 7, 3)
+    moves = {}
+    for chunk_values in (flow_module.ISIR_CHUNK_VALUES, 4 * 3):  # one chunk; chunks of 4 particles
+        monkeypatch.setattr(flow_module, "ISIR_CHUNK_VALUES", chunk_values)
+        flow, energies = _ListedFlow(rows), []
+        torch.manual_seed(0)
+        moves[chunk_values] = isir_step(lambda y, seen=energies: seen.append(len(y)) or y.pow(2).sum(-1), x, flow, 8)
+        assert sum(flow.calls) == 35 and sum(energies) == 35 + 5
+    (whole, whole_accepted), (chunked, chunked_accepted) = moves.values()
+    assert flow.calls == [4] * 8 + [3] and torch.equal(whole, chunked) and torch.equal(whole_accepted, chunked_accepted)
+
+
 def test_isir_acceptance_with_an_imperfect_proposal_matches_its_expectation():
     """Replaces a check that flowMC's global acceptance merely lay in (0.05, 0.95). At stationarity an i-SIR
     step with N particles leaves the current state with probability E[1 - w(x) / Σ_j w(y_j)], x ~ π and

@@ -30,6 +30,7 @@ from ebmlib.bench.base import Task, check_task
 from ebmlib.bench.cluster import run_calls
 from ebmlib.bench.methods import METHODS, Method, check_method, check_methods
 from ebmlib.fingerprint import describe_config
+from ebmlib.ledger import unrecorded
 from ebmlib.train import LossFn, fit
 from ebmlib.utils import check_int, check_positive, check_probability, measure, seed_everything
 
@@ -142,7 +143,8 @@ def start_run(task: Task, method: Method | str, seed: int, *, ema_decay: float |
 
     The learning rate is the method's own if it has one (:class:`~ebmlib.bench.Training`), else the task's.
     """
-    if check_method(method).kind != check_task(task).kind:
+    method = check_method(method)  # a name in METHODS becomes its Method
+    if method.kind != check_task(task).kind:
         raise ValueError(f"method {method.name!r} is for {method.kind} tasks, task {task.name!r} is {task.kind}")
     seed_everything(check_int(seed, "seed", minimum=0))
     energy = task.make_energy()
@@ -205,9 +207,10 @@ def advance(run: Run, n_iters: int, *, clock: str = "wall") -> None:
     _synchronize(run.task.device)
     start = now()
     try:
-        fit(run.energy, partial(_penalised, run.loss_fn, run.task), run.next_batch, n_iters=n_iters,
-            optimizer=run.optimizer, grad_clip=run.task.grad_clip, log_every=n_iters, callback=callback,
-            progress=False)
+        with unrecorded():  # no step slowed by the cost ledger's counter inside the run's budget
+            fit(run.energy, partial(_penalised, run.loss_fn, run.task), run.next_batch, n_iters=n_iters,
+                optimizer=run.optimizer, grad_clip=run.task.grad_clip, log_every=n_iters, callback=callback,
+                progress=False)
     except (RuntimeError, ValueError) as error:
         _diverged(run, error)
     _synchronize(run.task.device)

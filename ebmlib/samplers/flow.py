@@ -49,6 +49,27 @@ def check_flow(flow: object, x: Tensor, protocol: type = FlowProposal, name: str
         raise ValueError(f"{name} must have {dim} columns, the flow's dimension, got shape {tuple(x.shape)}")
 
 
+ISIR_CHUNK_VALUES = 2**22
+"""i-SIR draws its flow particles and their energies in chunks of at most this many values (particles × d):
+``B (N - 1)`` images at once would hold every network activation of all of them (CIFAR-10 with 128 chains of 128
+particles: over 10 GB); smaller problems take one chunk, and their draws do not change."""
+
+
+def _weighted_particles(energy_fn: EnergyFn, flow: FlowProposal, n: int, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``n`` flow draws ``(n, d)`` in the dtype and on the device of ``x``, and their log-weights ``-U - log λ``."""
+    rows = max(1, ISIR_CHUNK_VALUES // x.shape[1])
+    draws, log_w = [], []
+    for start in range(0, n, rows):
+        count = min(rows, n - start)
+        y, log_lambda_y = flow.sample_with_log_prob(count)
+        if y.shape != (count, x.shape[1]):
+            raise ValueError(f"flow.sample_with_log_prob returned shape {tuple(y.shape)}, not {(count, x.shape[1])}")
+        y, log_lambda_y = y.to(x), log_lambda_y.to(x)
+        draws.append(y)
+        log_w.append(-check_energy_output(energy_fn(y), count, "energy_fn", finite=False) - log_lambda_y)
+    return torch.cat(draws), torch.cat(log_w)
+
+
 def isir_step(energy_fn: EnergyFn, x: Tensor, flow: FlowProposal, n_particles: int, *,
               finite: Tensor | None = None) -> tuple[Tensor, Tensor]:
     r"""One i-SIR move per chain with ``N = n_particles`` candidates (paper Alg. 6).
@@ -83,12 +104,7 @@ def isir_step(energy_fn: EnergyFn, x: Tensor, flow: FlowProposal, n_particles: i
     n = check_int(n_particles, "n_particles", minimum=2)
     batch, dim = x.shape
     with torch.no_grad():
-        y, log_lambda_y = flow.sample_with_log_prob(batch * (n - 1))
-        if y.shape != (batch * (n - 1), dim):
-            expected = (batch * (n - 1), dim)
-            raise ValueError(f"flow.sample_with_log_prob returned shape {tuple(y.shape)}, not {expected}")
-        y, log_lambda_y = y.to(x), log_lambda_y.to(x)
-        log_w_y = -check_energy_output(energy_fn(y), y.shape[0], "energy_fn", finite=False) - log_lambda_y
+        y, log_w_y = _weighted_particles(energy_fn, flow, batch * (n - 1), x)
         energy_x = check_energy_output(energy_fn(x), batch, "energy_fn", finite=False)
         log_w = torch.cat([(-energy_x - flow.log_prob(x).to(x))[:, None], log_w_y.view(batch, n - 1)], dim=1)
         log_w = torch.where(torch.isfinite(log_w), log_w, -torch.inf)
