@@ -32,7 +32,14 @@ from ebmlib.bench.methods import METHODS, Method, check_method, check_methods
 from ebmlib.fingerprint import describe_config
 from ebmlib.ledger import unrecorded
 from ebmlib.train import LossFn, fit
-from ebmlib.utils import check_int, check_positive, check_probability, measure, seed_everything
+from ebmlib.utils import (
+    check_int,
+    check_positive,
+    check_probability,
+    flushed_denormals,
+    measure,
+    seed_everything,
+)
 
 ROW_KEYS = ("task", "method", "seed", "checkpoint", "iteration", "seconds", "status", "metric", "value")
 """Columns of the tidy table: one row per run, checkpoint and metric (``value`` is NaN for a diverged run)."""
@@ -207,7 +214,8 @@ def advance(run: Run, n_iters: int, *, clock: str = "wall") -> None:
     _synchronize(run.task.device)
     start = now()
     try:
-        with unrecorded():  # no step slowed by the cost ledger's counter inside the run's budget
+        # Nothing inside the run's budget slowed by the cost ledger's counter or by denormal floats
+        with unrecorded(), flushed_denormals():
             fit(run.energy, partial(_penalised, run.loss_fn, run.task), run.next_batch, n_iters=n_iters,
                 optimizer=run.optimizer, grad_clip=run.task.grad_clip, log_every=n_iters, callback=callback,
                 progress=False)
