@@ -297,6 +297,27 @@ def recorded_loop() -> Iterator[None]:
         _OPEN_LOOPS[0] -= 1
 
 
+@contextmanager
+def flushed_denormals() -> Iterator[None]:
+    """Denormal floats (below about 1e-38 in float32) flushed to zero while torch computes on one CPU thread:
+    for runs timed against a budget (:func:`~ebmlib.bench.advance`), as :func:`unrecorded` is.
+
+    Denormal arithmetic is 10–100 times slower on x86 CPUs: energy discrepancy on 256 bits drifts into it after
+    about 30 iterations and then slows 17-fold per step, which decided comparisons at equal time on a CPU (not on
+    a GPU). The flag lives in each thread's floating-point control register and torch's worker threads keep the
+    one they started with, so on several threads it would make results depend on when the pool was created:
+    there, nothing is changed.
+    """
+    if torch.get_num_threads() != 1:
+        yield
+        return
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def recorded_steps(n_steps: int, desc: str) -> Iterator[int]:
     """``range(n_steps)`` for the loop of a sampler or an evaluation, recorded in the cost ledger.
 

@@ -13,8 +13,7 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,21 +52,6 @@ def get_device(prefer: str | None = None) -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-@contextmanager
-def flushed_denormals() -> Iterator[None]:
-    """A context in which the CPU flushes denormal floats (below about ``1e-38`` in float32) to zero.
-
-    Denormal arithmetic is 10–100 times slower on x86 CPUs. A training run whose values drift into that range
-    (energy discrepancy on 256 bits does, after about 30 iterations) slows down step by step, which decides
-    comparisons at equal time on a CPU and not on a GPU. On leaving, denormals are kept again (torch's default).
-    """
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
 
 
 def seed_everything(seed: int) -> torch.Generator:

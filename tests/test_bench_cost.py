@@ -28,6 +28,7 @@ from ebmlib.bench.cost import (
 from ebmlib.ledger import (
     LARGE_OUTPUT_BYTES,
     RunRecord,
+    flushed_denormals,
     read_ledger,
     recorded_loop,
     recorded_steps,
@@ -259,3 +260,18 @@ def test_without_the_ledger_loops_and_repetitions_are_plain_ranges(monkeypatch):
     assert list(recorded_steps(3, "chains")) == [0, 1, 2] and list(repetitions(2)) == [0, 1]
     with recorded_loop():
         assert list(recorded_steps(2, "chains")) == [0, 1]
+
+
+def test_bench_runs_flush_denormals_on_one_thread_only():
+    tiny = torch.tensor([1e-40], dtype=torch.float32)  # a float32 denormal
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with flushed_denormals():
+            assert (tiny * 1.0).item() == 0.0
+        assert (tiny * 1.0).item() > 0.0
+        torch.set_num_threads(2)
+        with flushed_denormals():
+            assert (tiny * 1.0).item() > 0.0
+    finally:
+        torch.set_num_threads(threads)

@@ -127,8 +127,8 @@ def test_isir_draws_its_particles_in_chunks_that_change_nothing(monkeypatch):
 
     x, rows = torch.randn(5, 3), torch.randn(5 * 7, 3)
     moves = {}
-    for chunk_values in (flow_module.ISIR_CHUNK_VALUES, 4 * 3):  # one chunk; chunks of 4 particles
-        monkeypatch.setattr(flow_module, "ISIR_CHUNK_VALUES", chunk_values)
+    for chunk_values in (flow_module._ISIR_CHUNK_VALUES, 4 * 3):  # one chunk; chunks of 4 particles
+        monkeypatch.setattr(flow_module, "_ISIR_CHUNK_VALUES", chunk_values)
         flow, energies = _ListedFlow(rows), []
         torch.manual_seed(0)
         moves[chunk_values] = isir_step(lambda y, seen=energies: seen.append(len(y)) or y.pow(2).sum(-1), x, flow, 8)

@@ -30,16 +30,9 @@ from ebmlib.bench.base import Task, check_task
 from ebmlib.bench.cluster import run_calls
 from ebmlib.bench.methods import METHODS, Method, check_method, check_methods
 from ebmlib.fingerprint import describe_config
-from ebmlib.ledger import unrecorded
+from ebmlib.ledger import flushed_denormals, unrecorded
 from ebmlib.train import LossFn, fit
-from ebmlib.utils import (
-    check_int,
-    check_positive,
-    check_probability,
-    flushed_denormals,
-    measure,
-    seed_everything,
-)
+from ebmlib.utils import check_int, check_positive, check_probability, measure, seed_everything
 
 ROW_KEYS = ("task", "method", "seed", "checkpoint", "iteration", "seconds", "status", "metric", "value")
 """Columns of the tidy table: one row per run, checkpoint and metric (``value`` is NaN for a diverged run)."""

@@ -49,15 +49,15 @@ def check_flow(flow: object, x: Tensor, protocol: type = FlowProposal, name: str
         raise ValueError(f"{name} must have {dim} columns, the flow's dimension, got shape {tuple(x.shape)}")
 
 
-ISIR_CHUNK_VALUES = 2**22
-"""i-SIR draws its flow particles and their energies in chunks of at most this many values (particles × d):
-``B (N - 1)`` images at once would hold every network activation of all of them (CIFAR-10 with 128 chains of 128
-particles: over 10 GB); smaller problems take one chunk, and their draws do not change."""
+# i-SIR draws its flow particles and their energies in chunks of at most this many values (particles × d):
+# B (N - 1) images at once would hold every network activation of all of them (CIFAR-10 with 128 chains of 128
+# particles: over 10 GB); smaller problems take one chunk, and their draws do not change.
+_ISIR_CHUNK_VALUES = 2**22
 
 
 def _weighted_particles(energy_fn: EnergyFn, flow: FlowProposal, n: int, x: Tensor) -> tuple[Tensor, Tensor]:
     """``n`` flow draws ``(n, d)`` in the dtype and on the device of ``x``, and their log-weights ``-U - log λ``."""
-    rows = max(1, ISIR_CHUNK_VALUES // x.shape[1])
+    rows = max(1, _ISIR_CHUNK_VALUES // x.shape[1])
     draws, log_w = [], []
     for start in range(0, n, rows):
         count = min(rows, n - start)
