@@ -342,6 +342,8 @@ SPECS.update({
                                           {"x": "cols scalar list"}),
     "ebmlib.nets.MLPEnergy.first_layer": Spec(lambda x: NN.MLPEnergy(2, 4, 1).first_layer(x),
                                               lambda dt: dict(x=torch.randn(3, 2)), {"x": "cols scalar list"}),
+    "ebmlib.nets.MLPEnergy.grad_and_laplacian": Spec(lambda x: NN.MLPEnergy(2, 4, 1).grad_and_laplacian(x),
+                                                     lambda dt: dict(x=torch.randn(3, 2)), {"x": "ndim cols list"}),
     "ebmlib.nets.MLPEnergy.head": Spec(lambda h: NN.MLPEnergy(2, 4, 1).head(h),
                                        lambda dt: dict(h=torch.randn(3, 4)), {"h": "ndim flat int list"}),
     "ebmlib.nets.Ensemble": Spec(NN.Ensemble, lambda dt: dict(members=[NN.MLPEnergy(2, 4, 1) for _ in range(2)]),

@@ -112,6 +112,52 @@ def test_hessian_trace_exact_on_quadratic():
     assert torch.allclose(grad, x @ A) and torch.allclose(trace, A.trace().expand(5))
 
 
+def _autograd_grad_and_trace(net, x, create_graph=False):
+    """The reference: one backward pass per coordinate, through a wrapper without the forward Laplacian."""
+    return hessian_trace(lambda z: net(z), x, create_graph=create_graph)
+
+
+@pytest.mark.parametrize("activation", ["swish", "silu", "elu", "relu", "leaky_relu", "tanh"])
+@pytest.mark.parametrize("depth", [1, 3])
+def test_forward_laplacian_equals_autograd(activation, depth):
+    torch.manual_seed(depth)
+    net = MLPEnergy(3, hidden=8, depth=depth, activation=activation).double()
+    with torch.no_grad():  # a learnable Swish beta away from 1, so that beta enters the derivatives
+        for module in net.modules():
+            if getattr(module, "beta", None) is not None:
+                module.beta.fill_(1.7)
+    x = torch.randn(7, 3, dtype=torch.float64)
+    energy, grad, laplacian = net.grad_and_laplacian(x)
+    ref_grad, ref_trace = _autograd_grad_and_trace(net, x)
+    assert torch.allclose(energy, net(x), rtol=1e-10, atol=1e-12)
+    assert torch.allclose(grad, ref_grad, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(laplacian, ref_trace, rtol=1e-10, atol=1e-12)
+    fast_grad, fast_trace = hessian_trace(net, x)  # the public function takes the fast path
+    assert torch.equal(fast_grad, grad.detach()) and torch.equal(fast_trace, laplacian.detach())
+
+
+def test_forward_laplacian_of_a_linear_energy():
+    net = MLPEnergy(3, depth=0).double()  # E = w·x + b: autograd's second derivative does not even exist here
+    x = torch.randn(4, 3, dtype=torch.float64)
+    energy, grad, laplacian = net.grad_and_laplacian(x)
+    assert torch.allclose(energy, net(x)) and torch.equal(laplacian, torch.zeros(4, dtype=torch.float64))
+    assert torch.allclose(grad, net.mlp.net[0].weight.expand(4, 3))
+
+
+def test_flow_likelihood_gradient_is_the_same_through_the_forward_laplacian():
+    torch.manual_seed(4)
+    net = MLPEnergy(2, hidden=16, depth=3, activation="swish").double()
+    x = torch.randn(9, 2, dtype=torch.float64)
+    ode = dict(T=0.2, method="rk4", step_size=0.05, create_graph=True)
+    fast = flow_log_prob(net, x, **ode)[0].mean()
+    slow = flow_log_prob(lambda z: net(z), x, **ode)[0].mean()
+    fast_grads = torch.autograd.grad(fast, list(net.parameters()), materialize_grads=True)
+    slow_grads = torch.autograd.grad(slow, list(net.parameters()), materialize_grads=True)
+    assert torch.allclose(fast, slow, rtol=1e-10)
+    for a, b in zip(fast_grads, slow_grads):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_hutchinson_is_unbiased_against_the_exact_trace():
     torch.manual_seed(2)
     net = MLPEnergy(3, hidden=16, depth=2).double()

@@ -43,6 +43,25 @@ _ACTIVATIONS = {
 }
 
 
+def _activation_derivatives(activation: nn.Module, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``f(z), f'(z), f''(z)`` for an activation module of :func:`make_activation` (``f'' = 0`` where it is
+    piecewise linear, as autograd's second derivative is)."""
+    if isinstance(activation, Swish | nn.SiLU):
+        beta = 1.0 if isinstance(activation, nn.SiLU) or activation.beta is None else activation.beta
+        s = torch.sigmoid(beta * z)
+        bz, ss = beta * z, s * (1 - s)
+        return z * s, s + bz * ss, beta * ss * (2 + bz * (1 - 2 * s))
+    if isinstance(activation, nn.Tanh):
+        t = torch.tanh(z)
+        return t, 1 - t * t, -2 * t * (1 - t * t)
+    positive = z > 0
+    if isinstance(activation, nn.ELU):
+        curved = activation.alpha * torch.exp(z.clamp(max=0.0))  # f' = f'' = α eˣ below 0
+        return activation(z), torch.where(positive, 1.0, curved), torch.where(positive, 0.0, curved)
+    slope = activation.negative_slope if isinstance(activation, nn.LeakyReLU) else 0.0
+    return activation(z), torch.where(positive, torch.ones_like(z), torch.full_like(z, slope)), torch.zeros_like(z)
+
+
 def make_activation(name: str) -> nn.Module:
     """Return a fresh activation module by name (one of ``swish, silu, elu, relu, leaky_relu, tanh``)."""
     if name not in _ACTIVATIONS:
@@ -116,6 +135,40 @@ class MLPEnergy(nn.Module):
         if flat.shape[1] != self.mlp.in_dim:
             raise ValueError(f"x must have {self.mlp.in_dim} features per sample, got {flat.shape[1]}")
         return self.mlp(flat.to(next(self.parameters()).dtype)).squeeze(-1)
+
+    def grad_and_laplacian(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        r"""Energy, gradient :math:`\nabla_x E` and Laplacian :math:`\mathrm{tr}\,\nabla_x^2 E` in one forward pass.
+
+        The "forward Laplacian" (Li et al., 2023): each layer carries its value ``h``, its Jacobian
+        ``J = ∂h/∂x`` and its Laplacian ``L = Σ_k ∂²h/∂x_k²``; a linear layer maps all three, an activation
+        ``f`` gives ``J' = f'(z) J`` and ``L' = f''(z) Σ_k J_k² + f'(z) L``. It costs about ``d + 2`` forward
+        passes of matrix products and no second-order autograd, so training through it (the ODE flow's
+        likelihood, :func:`~ebmlib.samplers.flow_log_prob`) needs only first-order backpropagation;
+        :func:`~ebmlib.samplers.hessian_trace` uses it for this network.
+
+        Parameters
+        ----------
+        x
+            Shape ``(B, in_dim)``.
+
+        Returns
+        -------
+        energy, grad, laplacian
+            Shapes ``(B,)``, ``(B, in_dim)`` and ``(B,)``; differentiable in ``x`` and the parameters.
+        """
+        check_tensor(x, "x", ndim=2, finite=False)
+        if x.shape[1] != self.mlp.in_dim:
+            raise ValueError(f"x must have {self.mlp.in_dim} features per sample, got {x.shape[1]}")
+        first, *rest = self.mlp.net
+        z = first(x.to(first.weight.dtype))
+        jac = first.weight.t().expand(x.shape[0], -1, -1)  # (B, d, width): the first layer's is W^T for all
+        lap = torch.zeros_like(z)
+        for activation, linear in zip(rest[::2], rest[1::2]):  # the layers after the first alternate
+            h, d1, d2 = _activation_derivatives(activation, z)
+            lap = d2 * jac.pow(2).sum(1) + d1 * lap
+            jac = d1.unsqueeze(1) * jac
+            z, jac, lap = linear(h), jac @ linear.weight.t(), lap @ linear.weight.t()
+        return z.squeeze(-1), jac.squeeze(-1), lap.squeeze(-1)
 
     def first_layer(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The first layer's pre-activations ``W x + b``, ``(B, width)``, and ``Wᵀ`` as ``(1, in_dim, width)``.

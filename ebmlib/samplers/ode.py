@@ -181,7 +181,9 @@ def noisy_sample(
 def hessian_trace(energy_fn: EnergyFn, x: Tensor, *, create_graph: bool = False) -> tuple[Tensor, Tensor]:
     """Gradient and exact Hessian trace :math:`\\mathrm{tr}\\,\\nabla_x^2 E(x)` of a flat energy.
 
-    One backward pass per coordinate (``d + 1`` in all), so meant for small ``d`` such as the 2D toys.
+    One backward pass per coordinate (``d + 1`` in all), so meant for small ``d`` such as the 2D toys; an
+    :class:`~ebmlib.nets.MLPEnergy` gets both from one forward pass instead
+    (:meth:`~ebmlib.nets.MLPEnergy.grad_and_laplacian`).
 
     Parameters
     ----------
@@ -204,7 +206,16 @@ def hessian_trace(energy_fn: EnergyFn, x: Tensor, *, create_graph: bool = False)
 
 
 def _hessian_trace(energy_fn: EnergyFn, x: Tensor, *, create_graph: bool) -> tuple[Tensor, Tensor]:
-    """:func:`hessian_trace` without checks, for the ODE's right-hand side (no host synchronisation)."""
+    """:func:`hessian_trace` without checks, for the ODE's right-hand side (no host synchronisation).
+
+    Energies with a ``grad_and_laplacian`` method (:meth:`~ebmlib.nets.MLPEnergy.grad_and_laplacian`) give
+    both in one forward pass; any other gets ``d`` Hessian-vector products by autograd.
+    """
+    forward_laplacian = getattr(energy_fn, "grad_and_laplacian", None)
+    if forward_laplacian is not None:
+        with torch.set_grad_enabled(create_graph):
+            _, grad, trace = forward_laplacian(x)
+        return grad, trace
     with torch.enable_grad():
         grad, x_req = _grad(energy_fn, x, create_graph=True)
         trace = sum(
