@@ -22,10 +22,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -194,29 +195,40 @@ def repeat_factor() -> float:
     return math.prod(r.full / max(len(r), 1) for r in active.values())
 
 
-_UNRECORDED = [0]  # open unrecorded() contexts
+class _Nesting(threading.local):
+    """How many contexts of one kind are open in this thread: one counter per thread, so that runs in other
+    threads of the process are not affected."""
+
+    depth = 0
+
+    @contextmanager
+    def entered(self) -> Iterator[None]:
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
+
+_UNRECORDED = _Nesting()  # open unrecorded() contexts
+_OPEN_LOOPS = _Nesting()  # recorded loops running now; a loop inside one is part of its counted step
 
 
 def ledger_path() -> Path | None:
     """The ledger file named by ``EBMLIB_COST``, or ``None`` when runs are not recorded (no ``EBMLIB_COST``, or
     inside :func:`unrecorded`)."""
     value = os.environ.get(COST_ENV, "").strip()
-    return Path(value).expanduser() if value and not _UNRECORDED[0] else None
+    return Path(value).expanduser() if value and not _UNRECORDED.depth else None
 
 
-@contextmanager
-def unrecorded() -> Iterator[None]:
+def unrecorded() -> AbstractContextManager[None]:
     """A context in which nothing is counted or recorded, even with ``EBMLIB_COST`` set.
 
     For runs timed against a budget of seconds (:func:`~ebmlib.bench.advance`): a step under the
     :class:`OperationCounter` runs many times slower than the others, and counted inside the budget it would
     take training time from the run and make methods incomparable at equal time.
     """
-    _UNRECORDED[0] += 1
-    try:
-        yield
-    finally:
-        _UNRECORDED[0] -= 1
+    return _UNRECORDED.entered()
 
 
 @dataclass(frozen=True)
@@ -280,21 +292,13 @@ def run_record(desc: str, step: OperationCount, n_iters: int, steps: int, timed_
                      threads=torch.get_num_threads(), kind=kind)
 
 
-_OPEN_LOOPS = [0]  # recorded loops running now; a loop inside one is part of its counted step
-
-
-@contextmanager
-def recorded_loop() -> Iterator[None]:
+def recorded_loop() -> AbstractContextManager[None]:
     """A context whose loops belong to a recorded run: :func:`recorded_steps` inside it records nothing.
 
     :func:`~ebmlib.train.fit` runs its training loop in it, so that a sampler called by the loss (the short-run
     chains of contrastive divergence) is counted once, as part of the training step that calls it.
     """
-    _OPEN_LOOPS[0] += 1
-    try:
-        yield
-    finally:
-        _OPEN_LOOPS[0] -= 1
+    return _OPEN_LOOPS.entered()
 
 
 @contextmanager
@@ -335,7 +339,7 @@ def recorded_steps(n_steps: int, desc: str) -> Iterator[int]:
     if not isinstance(desc, str):
         raise ValueError(f"desc must be a string, got {desc!r}")
     path = ledger_path()
-    if path is None or _OPEN_LOOPS[0]:
+    if path is None or _OPEN_LOOPS.depth:
         yield from range(n_steps)
         return
     counted, count, seconds = min(1, n_steps - 1), None, 0.0

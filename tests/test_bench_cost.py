@@ -5,6 +5,7 @@ ledger fit writes, and the chapter table built from it."""
 import dataclasses
 import json
 import pickle
+import threading
 
 import pytest
 import torch
@@ -29,6 +30,7 @@ from ebmlib.ledger import (
     LARGE_OUTPUT_BYTES,
     RunRecord,
     flushed_denormals,
+    ledger_path,
     read_ledger,
     recorded_loop,
     recorded_steps,
@@ -178,6 +180,17 @@ def test_runs_timed_against_a_budget_count_and_record_nothing(monkeypatch, tmp_p
     assert not ledger.exists()
     _train(3)  # outside the context, recorded again
     assert len(read_ledger(ledger)) == 1
+
+
+def test_unrecorded_holds_in_its_own_thread_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("EBMLIB_COST", str(tmp_path / "ledger.jsonl"))
+    seen = []
+    with unrecorded():
+        worker = threading.Thread(target=lambda: seen.append(ledger_path()))
+        worker.start()
+        worker.join()
+        assert ledger_path() is None
+    assert seen == [tmp_path / "ledger.jsonl"]
 
 
 def test_the_cost_command_prints_a_row_per_chapter(tmp_path, capsys):
