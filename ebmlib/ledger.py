@@ -26,7 +26,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -221,14 +221,16 @@ def ledger_path() -> Path | None:
     return Path(value).expanduser() if value and not _UNRECORDED.depth else None
 
 
-def unrecorded() -> AbstractContextManager[None]:
+@contextmanager
+def unrecorded() -> Iterator[None]:
     """A context in which nothing is counted or recorded, even with ``EBMLIB_COST`` set.
 
     For runs timed against a budget of seconds (:func:`~ebmlib.bench.advance`): a step under the
     :class:`OperationCounter` runs many times slower than the others, and counted inside the budget it would
     take training time from the run and make methods incomparable at equal time.
     """
-    return _UNRECORDED.entered()
+    with _UNRECORDED.entered():
+        yield
 
 
 @dataclass(frozen=True)
@@ -292,13 +294,15 @@ def run_record(desc: str, step: OperationCount, n_iters: int, steps: int, timed_
                      threads=torch.get_num_threads(), kind=kind)
 
 
-def recorded_loop() -> AbstractContextManager[None]:
+@contextmanager
+def recorded_loop() -> Iterator[None]:
     """A context whose loops belong to a recorded run: :func:`recorded_steps` inside it records nothing.
 
     :func:`~ebmlib.train.fit` runs its training loop in it, so that a sampler called by the loss (the short-run
     chains of contrastive divergence) is counted once, as part of the training step that calls it.
     """
-    return _OPEN_LOOPS.entered()
+    with _OPEN_LOOPS.entered():
+        yield
 
 
 @contextmanager

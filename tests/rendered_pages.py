@@ -32,7 +32,10 @@ const article = document.querySelector("article.bd-article") || document.body;
 const describe = (el) => (el.id ? "#" + el.id + " " : "") + el.textContent.trim().replace(/\s+/g, " ").slice(0, 80);
 const visibleSearchBoxes = () => [...document.querySelectorAll(
   ".search-button__button, #searchbox input, form.bd-search")].filter((el) => el.offsetParent !== null).length;
+let gathered = false;
 const gather = (mathjaxError) => {
+  if (gathered) return;
+  gathered = true;
   const column = article.getBoundingClientRect().width;
   const output = (el) => el.closest(".cell_output, .output") !== null;
   const facts = {
@@ -116,6 +119,7 @@ const gather = (mathjaxError) => {
   };
   done(facts);
 };
+const TYPESET_SECONDS = 240;
 const images = [...document.querySelectorAll("img")];
 images.forEach((img) => { img.loading = "eager"; });
 // MathJax is loaded asynchronously: give it up to 30 s to define its start-up promise before calling it missing.
@@ -128,6 +132,8 @@ const whenMathJax = () => {
     gather(null);
   } else if (typeof window.MathJax !== "undefined" && window.MathJax.startup && window.MathJax.startup.promise) {
     window.MathJax.startup.promise.then(() => gather(null), (e) => gather(String(e)));
+    // Typesetting a long page on a loaded machine can take minutes; a page that never finishes is reported.
+    setTimeout(() => gather(`MathJax did not finish typesetting within ${TYPESET_SECONDS} s`), TYPESET_SECONDS * 1000);
   } else if (Date.now() - started > 30000) {
     gather("MathJax did not load");
   } else {
@@ -138,7 +144,10 @@ const whenMathJax = () => {
 const whenLaidOut = () => {
   if (visibleSearchBoxes() > 0 || Date.now() - started > 10000) whenMathJax(); else setTimeout(whenLaidOut, 100);
 };
-Promise.all(images.map((img) => img.decode().catch(() => null))).then(whenLaidOut);
+// An image that never decodes (or a decode that never settles) must not stall the check: 20 s at most.
+const decoded = (img) => Promise.race([img.decode().catch(() => null),
+                                       new Promise((resolve) => setTimeout(resolve, 20000))]);
+Promise.all(images.map(decoded)).then(whenLaidOut);
 """
 
 
@@ -156,7 +165,8 @@ def chromium_driver():
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
         options.add_argument(flag)
     chrome = webdriver.Chrome(options=options, service=Service(driver))
-    chrome.set_script_timeout(120)
+    # Above the page script's own limits (20 s for images, 10 s for the header, 240 s for MathJax to typeset).
+    chrome.set_script_timeout(330)
     chrome.set_page_load_timeout(120)
     return chrome
 
