@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ebmlib.nets import MLP
+from ebmlib.nets import MLP, layer_stack
 from ebmlib.utils import check_int, check_positive, check_tensor
 
 
@@ -114,12 +114,7 @@ def _conv_net(channels: int, hidden: Sequence[int]) -> nn.Sequential:
     """3×3 convolutions from ``channels + 1`` (the masked image and the mask) through ``hidden`` to
     ``2 · channels`` (log-scale and shift per pixel), SiLU between them."""
     widths = [channels + 1, *(check_int(w, f"hidden_dims[{i}]", minimum=1) for i, w in enumerate(hidden)), 2 * channels]
-    layers: list[nn.Module] = []
-    for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(nn.Conv2d(w_in, w_out, 3, padding=1))
-        if i < len(widths) - 2:
-            layers.append(nn.SiLU())
-    return nn.Sequential(*layers)
+    return layer_stack(widths, lambda w_in, w_out: nn.Conv2d(w_in, w_out, 3, padding=1), nn.SiLU)
 
 
 def image_masks(image_shape: Sequence[int], n_layers: int) -> list[Tensor]:

@@ -335,6 +335,10 @@ SPECS.update({
                              "activation": "choice"}),
     "ebmlib.nets.MLP.forward": Spec(lambda x: NN.MLP(2, 1, (4,))(x), lambda dt: dict(x=torch.randn(3, 2)),
                                     {"x": "cols int list"}),
+    "ebmlib.nets.layer_stack": Spec(NN.layer_stack, lambda dt: dict(widths=[2, 4, 1], layer=torch.nn.Linear,
+                                                                 activation=torch.nn.SiLU),
+                                    {"widths": "empty seqstr seqneg", "layer": "notcallable",
+                                     "activation": "notcallable"}),
     "ebmlib.nets.MLPEnergy": Spec(NN.MLPEnergy, lambda dt: dict(in_dim=2, hidden=4, depth=1, activation="silu"),
                                   {"in_dim": COUNT, "hidden": COUNT, "depth": NONNEG, "activation": "choice"}),
     # MLPEnergy, IsingEnergy, GraphEnergy and MixedEnergy accept integer states (cast to their parameters' dtype)

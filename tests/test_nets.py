@@ -1,7 +1,8 @@
 import pytest
 import torch
+from torch import nn
 
-from ebmlib.nets import MLP, IsingEnergy, MLPEnergy, Swish, count_parameters, make_activation
+from ebmlib.nets import MLP, IsingEnergy, MLPEnergy, Swish, count_parameters, layer_stack, make_activation
 
 
 def test_mlp_energy_maps_batches_to_scalars_and_flattens_events():
@@ -89,3 +90,21 @@ def test_bernoulli_tilted_energy_is_the_base_distribution_for_a_flat_network():
             BernoulliTiltedEnergy(net, bad)
     with pytest.raises(ValueError, match="x"):
         tilted(states[:, :3])
+
+
+def test_layer_stack_puts_one_activation_between_consecutive_layers():
+    stack = layer_stack([3, 5, 7, 2], nn.Linear, nn.Tanh)
+    assert [type(m) for m in stack] == [nn.Linear, nn.Tanh, nn.Linear, nn.Tanh, nn.Linear]
+    assert [(m.in_features, m.out_features) for m in stack[::2]] == [(3, 5), (5, 7), (7, 2)]
+    assert stack[1] is not stack[3]  # a fresh activation each time (a learnable Swish has one beta per layer)
+    assert [type(m) for m in layer_stack([3, 2], nn.Linear, nn.Tanh)] == [nn.Linear]
+
+
+def test_an_mlp_checks_its_activation_name_even_without_hidden_layers():
+    with pytest.raises(ValueError, match="activation"):
+        MLP(2, 1, [], activation="sigmoid")
+
+
+def test_layer_stack_needs_an_input_and_an_output_width():
+    with pytest.raises(ValueError, match="widths"):
+        layer_stack([3], nn.Linear, nn.Tanh)

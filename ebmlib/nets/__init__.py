@@ -28,6 +28,7 @@ from ebmlib.nets.mlp import (
     Swish,
     TiltedEnergy,
     count_parameters,
+    layer_stack,
     make_activation,
     toy_energy_net,
 )
@@ -35,6 +36,7 @@ from ebmlib.nets.mlp import (
 __all__ = [
     "Swish",
     "make_activation",
+    "layer_stack",
     "MLP",
     "MLPEnergy",
     "count_parameters",

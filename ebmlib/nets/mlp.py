@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -69,6 +69,37 @@ def make_activation(name: str) -> nn.Module:
     return _ACTIVATIONS[name]()
 
 
+def layer_stack(widths: Sequence[int], layer: Callable[[int, int], nn.Module],
+                activation: Callable[[], nn.Module]) -> nn.Sequential:
+    """Layers ``layer(w_in, w_out)`` between consecutive ``widths``, a fresh ``activation()`` between two of them.
+
+    The body of :class:`MLP` (``nn.Linear``) and of :class:`~ebmlib.flows.RealNVP`'s convolutional couplings
+    (3×3 ``nn.Conv2d``).
+
+    Parameters
+    ----------
+    widths
+        At least two positive integers: the input width, the hidden widths, the output width.
+    layer
+        ``(w_in, w_out) -> nn.Module``.
+    activation
+        ``() -> nn.Module``, called once per hidden layer (none after the last layer).
+    """
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or len(widths) < 2:
+        raise ValueError(f"widths must be a sequence of at least two positive integers, got {widths!r}")
+    for i, width in enumerate(widths):
+        check_int(width, f"widths[{i}]", minimum=1)
+    for fn, name in ((layer, "layer"), (activation, "activation")):
+        if not callable(fn):
+            raise ValueError(f"{name} must be callable, got {type(fn).__name__}")
+    modules: list[nn.Module] = []
+    for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:])):
+        modules.append(layer(w_in, w_out))
+        if i < len(widths) - 2:
+            modules.append(activation())
+    return nn.Sequential(*modules)
+
+
 class MLP(nn.Module):
     """Fully connected network ``in_dim -> hidden_dims... -> out_dim`` with one activation between layers.
 
@@ -89,13 +120,8 @@ class MLP(nn.Module):
         check_int(out_dim, "out_dim", minimum=1)
         for i, width in enumerate(hidden_dims):
             check_int(width, f"hidden_dims[{i}]", minimum=1)
-        widths = [in_dim, *hidden_dims, out_dim]
-        layers: list[nn.Module] = []
-        for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:])):
-            layers.append(nn.Linear(w_in, w_out))
-            if i < len(widths) - 2:
-                layers.append(make_activation(activation))
-        self.net = nn.Sequential(*layers)
+        make_activation(activation)  # the name is checked even without hidden layers
+        self.net = layer_stack([in_dim, *hidden_dims, out_dim], nn.Linear, lambda: make_activation(activation))
         self.in_dim = in_dim
 
     def forward(self, x: Tensor) -> Tensor:
