@@ -112,9 +112,9 @@ def test_hessian_trace_exact_on_quadratic():
     assert torch.allclose(grad, x @ A) and torch.allclose(trace, A.trace().expand(5))
 
 
-def _autograd_grad_and_trace(net, x, create_graph=False):
+def _autograd_grad_and_trace(net, x):
     """The reference: one backward pass per coordinate, through a wrapper without the forward Laplacian."""
-    return hessian_trace(lambda z: net(z), x, create_graph=create_graph)
+    return hessian_trace(lambda z: net(z), x)
 
 
 @pytest.mark.parametrize("activation", ["swish", "silu", "elu", "relu", "leaky_relu", "tanh"])
@@ -142,6 +142,13 @@ def test_forward_laplacian_of_a_linear_energy():
     energy, grad, laplacian = net.grad_and_laplacian(x)
     assert torch.allclose(energy, net(x)) and torch.equal(laplacian, torch.zeros(4, dtype=torch.float64))
     assert torch.allclose(grad, net.mlp.net[0].weight.expand(4, 3))
+
+
+def test_forward_laplacian_refuses_an_activation_it_has_no_derivatives_for():
+    net = MLPEnergy(2, hidden=4, depth=1)
+    net.mlp.net[1] = nn.Softplus()  # swapped in by hand: its f'' is not the piecewise-linear zero
+    with pytest.raises(ValueError, match="Softplus"):
+        net.grad_and_laplacian(torch.randn(3, 2))
 
 
 def test_flow_likelihood_gradient_is_the_same_through_the_forward_laplacian():

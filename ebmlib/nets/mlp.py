@@ -45,7 +45,7 @@ _ACTIVATIONS = {
 
 def _activation_derivatives(activation: nn.Module, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``f(z), f'(z), f''(z)`` for an activation module of :func:`make_activation` (``f'' = 0`` where it is
-    piecewise linear, as autograd's second derivative is)."""
+    piecewise linear, as autograd's second derivative is); a ``ValueError`` for any other module."""
     if isinstance(activation, Swish | nn.SiLU):
         beta = 1.0 if isinstance(activation, nn.SiLU) or activation.beta is None else activation.beta
         s = torch.sigmoid(beta * z)
@@ -53,11 +53,14 @@ def _activation_derivatives(activation: nn.Module, z: Tensor) -> tuple[Tensor, T
         return z * s, s + bz * ss, beta * ss * (2 + bz * (1 - 2 * s))
     if isinstance(activation, nn.Tanh):
         t = torch.tanh(z)
-        return t, 1 - t * t, -2 * t * (1 - t * t)
+        d1 = 1 - t * t
+        return t, d1, -2 * t * d1
     positive = z > 0
     if isinstance(activation, nn.ELU):
         curved = activation.alpha * torch.exp(z.clamp(max=0.0))  # f' = f'' = α eˣ below 0
         return activation(z), torch.where(positive, 1.0, curved), torch.where(positive, 0.0, curved)
+    if not isinstance(activation, nn.ReLU | nn.LeakyReLU):
+        raise ValueError(f"no forward Laplacian for activation {type(activation).__name__}")
     slope = activation.negative_slope if isinstance(activation, nn.LeakyReLU) else 0.0
     return activation(z), torch.where(positive, torch.ones_like(z), torch.full_like(z, slope)), torch.zeros_like(z)
 
