@@ -39,8 +39,8 @@ COST_MARKERS = ("<!-- cost-table: start -->", "<!-- cost-table: end -->")
 COST_PAGES = (ROOT / "book" / "setup.md", ROOT / "README.md")
 
 
-# The longest chapters first, as the last smoke run measured them (seconds, two at a time: 1 285, 4 250, 3 197,
-# 5 155, 2 131, 6 74), so that two workers finish close together.
+# The longest chapters first, as the last smoke run measured them (seconds, two at a time: 1 337, 4 289, 3 183,
+# 5 152, 2 128, 6 88), so that two workers finish close together.
 LONGEST_FIRST = ("01_ratio_matching", "04_flowmc_ebm", "03_energy_discrepancy", "05_noise_free", "02_joint_mixed",
                  "06_which_method")
 
